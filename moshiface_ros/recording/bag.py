@@ -1,0 +1,86 @@
+"""Write a session as a rosbag2 directory (MCAP storage, bag version 8) without ROS.
+
+Version 8 is what ROS 2 Humble reads; later distributions read it too. Every message is
+written with its own header stamp as the bag time, so the bag replays on the session's
+one clock. A bag that cannot be completed is removed rather than left half-written;
+an interrupted session is closed properly and keeps what was written.
+"""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from rosbags.rosbag2 import StoragePlugin, Writer
+
+from ..messages.convert import MSG_TYPES, to_msg
+from .definitions import make_typestore
+
+BAG_VERSION = 8
+
+
+class RosbagsFactory:
+    """Builds messages as the dataclasses rosbags generates from ``.msg`` definitions."""
+
+    def __init__(self, typestore: Any) -> None:
+        self._types = typestore.types
+
+    def new(self, type_name: str, **fields: Any) -> Any:
+        return self._types[type_name](**fields)
+
+    def array(self, values: np.ndarray) -> np.ndarray:
+        return values
+
+
+class SessionBag:
+    """A rosbag2 being written; use as a context manager or call ``close``/``discard``."""
+
+    def __init__(self, path: str | Path) -> None:
+        self.path = Path(path)
+        self.typestore = make_typestore()
+        self.factory = RosbagsFactory(self.typestore)
+        self._writer = Writer(self.path, version=BAG_VERSION, storage_plugin=StoragePlugin.MCAP)
+        self._writer.open()
+        self._connections: dict[str, Any] = {}
+        self._types: dict[str, str] = {}
+        self.counts: dict[str, int] = {}
+
+    def add_topic(self, topic: str, message_class: type) -> None:
+        """Declares a topic carrying one of the core message classes."""
+        type_name = MSG_TYPES[message_class]
+        self._connections[topic] = self._writer.add_connection(
+            topic, type_name, typestore=self.typestore
+        )
+        self._types[topic] = type_name
+        self.counts[topic] = 0
+
+    def write(self, topic: str, message: Any) -> None:
+        """Writes a core message object at its own stamp."""
+        ros_message = to_msg(message, self.factory)
+        data = self.typestore.serialize_cdr(ros_message, self._types[topic])
+        self._writer.write(self._connections[topic], int(message.stamp_ns), data)
+        self.counts[topic] += 1
+
+    def close(self) -> None:
+        """Finishes the bag: flushes the MCAP file and writes metadata.yaml."""
+        if self._writer is not None:
+            self._writer.close()
+            self._writer = None
+
+    def discard(self) -> None:
+        """Closes and deletes the bag: nothing half-written is left behind."""
+        try:
+            self.close()
+        finally:
+            shutil.rmtree(self.path, ignore_errors=True)
+
+    def __enter__(self) -> "SessionBag":
+        return self
+
+    def __exit__(self, exc_type: Any, exc: Any, tb: Any) -> None:
+        if exc_type is None or issubclass(exc_type, KeyboardInterrupt):
+            self.close()
+        else:
+            self.discard()
