@@ -1,0 +1,1 @@
+"""The embedded runner: the whole pipeline in one process, without ROS."""

@@ -1,0 +1,154 @@
+"""The streaming speech engine: one 80 ms step = 1920 user samples in, 1920 robot samples
+and at most one text token out.
+
+Mimi encodes the user's audio to 8 tokens, Moshi's ``LMGen`` advances the temporal and
+depth transformers one step (text token + 8 robot audio tokens), and Mimi decodes the
+robot's tokens back to audio. All three keep explicit streaming state (moshi's
+``streaming_forever``), so a step costs the same at minute ten as at second one. On CUDA,
+moshi captures each part in a CUDA graph after the first call; ``cuda_graphs=False``
+runs them eagerly (for debugging or profiling). On the CPU, moshi's lazy ``torch.compile``
+is switched off: compiling costs seconds to minutes on the first step and gains nothing
+for small models.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from moshi.models import LMGen
+from moshi.utils.compile import no_compile, no_cuda_graph
+
+from .models import SpeechModels
+
+SAMPLE_RATE = 24000
+FRAME_SIZE = 1920  # samples per step: 80 ms at 24 kHz, 12.5 steps per second
+
+
+@dataclass
+class Sampling:
+    """Sampling temperatures and top-k of Moshi's text and audio streams (its defaults)."""
+
+    temperature: float = 0.8
+    text_temperature: float = 0.7
+    top_k: int = 250
+    text_top_k: int = 25
+
+
+@dataclass
+class StepOutput:
+    """What one step produced."""
+
+    step: int
+    pcm: np.ndarray  # (1920,) float32 robot audio in [-1, 1]; silence while the model warms up
+    user_tokens: np.ndarray  # (8,) Mimi tokens of the user's audio
+    text_token: int | None  # None for the first step(s): the audio streams lag the text by one
+    text_piece: str | None  # None when the token is padding (the robot says nothing new)
+    audio_tokens: np.ndarray | None  # (8,) robot audio tokens, None while warming up
+
+
+class SpeechEngine:
+    """Drives Mimi and ``LMGen`` one step at a time with explicit streaming state.
+
+    ``seed`` seeds torch's global generator at construction and at every ``reset``:
+    moshi samples from it, so the same seed, input and thread count give the same output.
+    """
+
+    def __init__(
+        self,
+        models: SpeechModels,
+        sampling: Sampling | None = None,
+        seed: int | None = 0,
+        cuda_graphs: bool = True,
+    ) -> None:
+        sampling = sampling or Sampling()
+        self.models = models
+        self.seed = seed
+        self.cuda_graphs = cuda_graphs
+        self.device = next(models.lm.parameters()).device
+        self._mimi = models.mimi
+        self._gen = LMGen(
+            models.lm,
+            temp=sampling.temperature,
+            temp_text=sampling.text_temperature,
+            top_k=sampling.top_k,
+            top_k_text=sampling.text_top_k,
+        )
+        self._padding_ids = {models.lm.text_padding_token_id, models.lm.end_of_text_padding_id}
+        self._silence = np.zeros(FRAME_SIZE, dtype=np.float32)
+        self._mimi.streaming_forever(1)
+        self._gen.streaming_forever(1)
+        self.steps = 0
+        self._seed_rng()
+
+    @property
+    def max_delay(self) -> int:
+        """Steps before the first robot audio comes out."""
+        return self._gen.max_delay
+
+    def _seed_rng(self) -> None:
+        if self.seed is not None:
+            torch.manual_seed(self.seed)
+
+    def reset(self) -> None:
+        """Starts a new conversation: clears every streaming state and reseeds."""
+        self._mimi.reset_streaming()
+        self._gen.reset_streaming()
+        self.steps = 0
+        self._seed_rng()
+
+    def warmup(self, steps: int = 4) -> None:
+        """Runs a few silent steps (this captures the CUDA graphs), then resets."""
+        for _ in range(steps):
+            self.step(self._silence)
+        if self.device.type == "cuda":
+            torch.cuda.synchronize()
+        self.reset()
+
+    def piece(self, token: int) -> str | None:
+        """The text of a token, or None for padding. Without a tokenizer (the tiny random
+        model has none) a token shows as ``<id>``."""
+        if token in self._padding_ids:
+            return None
+        tokenizer = self.models.tokenizer
+        if tokenizer is None:
+            return f"<{token}>"
+        return tokenizer.id_to_piece(token).replace("\u2581", " ")
+
+    def _contexts(self) -> contextlib.ExitStack:
+        stack = contextlib.ExitStack()
+        stack.enter_context(torch.no_grad())  # not inference_mode: reset() edits the state
+        if not self.cuda_graphs:
+            stack.enter_context(no_cuda_graph())
+        if self.device.type != "cuda":
+            stack.enter_context(no_compile())
+        return stack
+
+    def step(self, pcm: np.ndarray) -> StepOutput:
+        """Advances the conversation by 80 ms; ``pcm`` is 1920 mono samples at 24 kHz."""
+        pcm = np.asarray(pcm, dtype=np.float32)
+        if pcm.shape != (FRAME_SIZE,):
+            raise ValueError(f"a step takes {FRAME_SIZE} mono samples, got shape {pcm.shape}")
+        with self._contexts():
+            user = torch.from_numpy(pcm).to(self.device).view(1, 1, FRAME_SIZE)
+            user_codes = self._mimi.encode(user)
+            tokens = self._gen.step(user_codes)
+            if tokens is None:
+                out_pcm, text, audio = self._silence.copy(), None, None
+            else:
+                robot = self._mimi.decode(tokens[:, 1:])
+                out_pcm = robot.view(-1).clamp_(-1.0, 1.0).float().cpu().numpy()
+                text = int(tokens[0, 0, 0])
+                audio = tokens[0, 1:, 0].cpu().numpy().astype(np.int64)
+        output = StepOutput(
+            step=self.steps,
+            pcm=out_pcm,
+            user_tokens=user_codes[0, :, 0].cpu().numpy().astype(np.int64),
+            text_token=text,
+            text_piece=None if text is None else self.piece(text),
+            audio_tokens=audio,
+        )
+        self.steps += 1
+        return output
