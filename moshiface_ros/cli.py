@@ -11,7 +11,6 @@ number (130 or 143), as shells report a process killed by that signal.
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 import time
 from pathlib import Path
@@ -71,8 +70,6 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _configure_torch(model: str, threads: int | None) -> None:
-    # moshi's lazy torch.compile costs seconds to minutes on a CPU's first step
-    os.environ.setdefault("NO_TORCH_COMPILE", "1")
     import torch
 
     if threads is None and model == "tiny":

@@ -1,11 +1,11 @@
 """The embedded runner: user audio in, the robot's audio and text out, a bag of it all.
 
-This wires the same core objects the ROS nodes wrap, in one process and without ROS:
-the user's WAV is fed in 80 ms blocks at its own rate (as a microphone would deliver
-it) through the ``AudioFramer``, every exact 1920-sample chunk drives one
-``SpeechEngine`` step, and every message is written to the session's bag stamped on
-one clock: step ``i`` is stamped ``start + i * 80 ms`` (the time of its first user
-sample), and the robot's output for that step carries the same stamp.
+This wires the same core objects the ROS node wraps, in one process and without ROS:
+the user's WAV is cut into 80 ms chunks at its own rate (as a microphone would deliver
+it) and fed to the same ``AudioStepper`` the node uses, which frames, steps and stamps;
+every step is written to the session's bag on one clock: step ``i`` is stamped
+``start + i * 80 ms`` (the time of its first user sample), and the robot's output for
+that step carries the same stamp.
 
 SIGINT and SIGTERM stop the session at the next step boundary, so the bag is never cut
 in the middle of a message: it is closed, reads back with everything written so far,
@@ -25,15 +25,12 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from ..audio.framer import AudioFramer
 from ..audio.wav import read_wav
-from ..messages.types import NS_PER_S, AudioChunk, DialogueText
+from ..messages.types import NS_PER_S, AudioChunk
 from ..speech.engine import FRAME_SIZE, SAMPLE_RATE, Sampling, SpeechEngine
+from ..speech.stepper import AudioStepper
 from ..speech.models import ModelSpec, load_speech_models, resolve_device, resolve_dtype
 from .outputs import SessionOutputs, prepare_output_dir
-
-STEP_NS = FRAME_SIZE * NS_PER_S // SAMPLE_RATE  # 80 ms
-
 
 @dataclass
 class RunConfig:
@@ -74,11 +71,14 @@ def stop_on_signals() -> Iterator[StopFlag]:
             signal.signal(sig, handler)
 
 
-def user_blocks(samples: np.ndarray, rate: int) -> Iterator[np.ndarray]:
-    """The file cut into 80 ms blocks at its own rate, as a capture device delivers it."""
+def user_chunks(samples: np.ndarray, rate: int, start_ns: int, frame_id: str) -> Iterator[AudioChunk]:
+    """The file as a capture device would deliver it: 80 ms blocks at its own rate,
+    numbered and stamped with the time of their first sample."""
     block = max(1, rate * FRAME_SIZE // SAMPLE_RATE)
-    for start in range(0, len(samples), block):
-        yield samples[start:start + block]
+    for index, first in enumerate(range(0, len(samples), block)):
+        frames = samples[first:first + block]
+        yield AudioChunk(start_ns + first * NS_PER_S // rate, rate, frames,
+                         channels=frames.shape[1], sequence=index, frame_id=frame_id)
 
 
 def _percentiles(values_s: list[float]) -> dict[str, float]:
@@ -94,34 +94,29 @@ def _percentiles(values_s: list[float]) -> dict[str, float]:
 
 
 class Session:
-    """One conversation's worth of steps: engine + outputs + the session clock."""
+    """Steps the engine over user chunks and records every step; times model and rest."""
 
-    def __init__(self, engine: SpeechEngine, outputs: SessionOutputs, start_ns: int, config: RunConfig) -> None:
-        self.engine = engine
+    def __init__(self, stepper: AudioStepper, outputs: SessionOutputs, start_ns: int) -> None:
+        self.stepper = stepper
         self.outputs = outputs
         self.start_ns = start_ns
-        self.config = config
         self.step_times: list[float] = []
         self.overhead_times: list[float] = []
 
-    def step(self, user_pcm: np.ndarray) -> None:
-        """One 80 ms step: record the user's chunk, run the model, record its output."""
-        t0 = time.perf_counter()
-        index = self.engine.steps
-        stamp = self.start_ns + index * STEP_NS
-        self.outputs.write_user_audio(AudioChunk(
-            stamp, SAMPLE_RATE, user_pcm, sequence=index, frame_id=self.config.user_frame_id))
-        t1 = time.perf_counter()
-        out = self.engine.step(user_pcm)
-        t2 = time.perf_counter()
-        self.outputs.write_robot_audio(AudioChunk(
-            stamp, SAMPLE_RATE, out.pcm, sequence=index, frame_id=self.config.frame_id))
-        if out.text_piece is not None:
-            text = DialogueText(stamp, index, int(out.text_token), out.text_piece, self.config.frame_id)
-            self.outputs.write_text(text, index * STEP_NS / NS_PER_S)
-        t3 = time.perf_counter()
-        self.step_times.append(t2 - t1)
-        self.overhead_times.append((t1 - t0) + (t3 - t2))
+    def push(self, chunk: AudioChunk | None) -> None:
+        """One incoming chunk (None: end of input) -> the steps it completes, recorded."""
+        start = time.perf_counter()
+        records = self.stepper.push(chunk) if chunk is not None else self.stepper.flush()
+        for record in records:
+            self.outputs.write_user_audio(record.user)
+            self.outputs.write_robot_audio(record.robot)
+            if record.text is not None:
+                self.outputs.write_text(record.text, (record.text.stamp_ns - self.start_ns) / NS_PER_S)
+            self.step_times.append(record.model_seconds)
+        model = sum(r.model_seconds for r in records)
+        if records:  # the cost outside the model, spread over the steps this chunk made
+            per_step = (time.perf_counter() - start - model) / len(records)
+            self.overhead_times.extend([per_step] * len(records))
 
 
 def run_session(config: RunConfig) -> dict[str, Any]:
@@ -141,19 +136,20 @@ def run_session(config: RunConfig) -> dict[str, Any]:
         if created:
             _remove_empty(config.out)
         raise
-    session = Session(engine, outputs, time.time_ns(), config)
-    framer = AudioFramer(rate, samples.shape[1], SAMPLE_RATE, FRAME_SIZE)
+    start_ns = time.time_ns()
+    session = Session(AudioStepper(engine, config.frame_id, config.user_frame_id), outputs, start_ns)
+    chunks = user_chunks(samples, rate, start_ns, config.user_frame_id)
     expected = int(np.ceil(len(samples) * SAMPLE_RATE / rate / FRAME_SIZE))
     stopped_by: int | None = None
     wall = time.perf_counter()
     try:
         with stop_on_signals() as stop, tqdm(total=expected, unit="step", disable=not config.progress,
                                              desc="moshiface", leave=False) as bar:
-            for chunk in _chunks(framer, samples, rate):
+            for chunk in [*chunks, None]:
                 if stop.signal is not None:
                     break
-                session.step(chunk)
-                bar.update(1)
+                session.push(chunk)
+                bar.update(len(session.step_times) - bar.n)
             stopped_by = stop.signal
     except BaseException:
         outputs.discard()
@@ -163,12 +159,6 @@ def run_session(config: RunConfig) -> dict[str, Any]:
     outputs.finish(summary)
     summary["messages"] = dict(outputs.bag.counts)
     return summary
-
-
-def _chunks(framer: AudioFramer, samples: np.ndarray, rate: int) -> Iterator[np.ndarray]:
-    for block in user_blocks(samples, rate):
-        yield from framer.push(block)
-    yield from framer.flush()
 
 
 def _remove_empty(directory: Path) -> None:

@@ -54,6 +54,8 @@ class SpeechEngine:
 
     ``seed`` seeds torch's global generator at construction and at every ``reset``:
     moshi samples from it, so the same seed, input and thread count give the same output.
+    The engine owns the models' streaming state until ``close()`` (or the end of a
+    ``with`` block).
     """
 
     def __init__(
@@ -78,10 +80,23 @@ class SpeechEngine:
         )
         self._padding_ids = {models.lm.text_padding_token_id, models.lm.end_of_text_padding_id}
         self._silence = np.zeros(FRAME_SIZE, dtype=np.float32)
-        self._mimi.streaming_forever(1)
-        self._gen.streaming_forever(1)
+        if models.mimi.is_streaming or models.lm.is_streaming:
+            raise RuntimeError("these models are driven by another SpeechEngine: close() it first")
+        self._streaming = contextlib.ExitStack()
+        self._streaming.enter_context(self._mimi.streaming(1))
+        self._streaming.enter_context(self._gen.streaming(1))
         self.steps = 0
         self._seed_rng()
+
+    def close(self) -> None:
+        """Ends streaming, so that the same models can serve a new engine."""
+        self._streaming.close()
+
+    def __enter__(self) -> "SpeechEngine":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
 
     @property
     def max_delay(self) -> int:
@@ -108,12 +123,12 @@ class SpeechEngine:
         self.reset()
 
     def piece(self, token: int) -> str | None:
-        """The text of a token, or None for padding. Without a tokenizer (the tiny random
-        model has none) a token shows as ``<id>``."""
+        """The text of a token, or None for padding. A token the tokenizer does not know
+        (the tiny random model has no tokenizer) shows as ``<id>``."""
         if token in self._padding_ids:
             return None
         tokenizer = self.models.tokenizer
-        if tokenizer is None:
+        if tokenizer is None or token >= tokenizer.vocab_size():
             return f"<{token}>"
         return tokenizer.id_to_piece(token).replace("\u2581", " ")
 

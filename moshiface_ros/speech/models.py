@@ -18,6 +18,7 @@ import torch
 from moshi.models import loaders
 from moshi.models.compression import MimiModel
 from moshi.models.lm import LMModel
+from moshi.utils.compile import no_compile
 from safetensors.torch import save_file
 
 from ..errors import MoshifaceError
@@ -99,24 +100,45 @@ def tiny_mimi_config() -> dict:
     return config
 
 
-def _randomize_codebooks(mimi: MimiModel) -> None:
-    """Gives Mimi's codebooks random entries: at init they are all zero, so every
-    frame would encode to code 0 and the LM would see a constant input."""
-    for module in mimi.modules():
-        if isinstance(getattr(module, "embedding_sum", None), torch.Tensor):
-            module.embedding_sum.normal_()
-            module.cluster_usage.fill_(1.0)
-            module._initialized.fill_(1.0)
-            module._embedding = None
+def _seed_codebooks(mimi: MimiModel, seconds: float = 4.0) -> None:
+    """Fills Mimi's codebooks with latents its encoder really produces.
+
+    At init every codebook is all zeros, so every frame would encode to token 0 and the
+    LM would hear nothing of the user. Entries drawn from the encoder's own latents on a
+    speech-like signal (a one-step k-means initialisation, level by level because each
+    residual level sees what the previous ones left) make the tokens follow the input.
+    """
+    from moshi.quantization.core_vq import EuclideanCodebook
+
+    from ..audio.synth import synthetic_speech
+
+    frames = int(seconds * mimi.frame_rate)
+    audio = synthetic_speech(frames * mimi.frame_size / mimi.sample_rate, mimi.sample_rate, seed=0)
+    audio = torch.from_numpy(audio).view(1, 1, -1)
+    for book in (m for m in mimi.modules() if isinstance(m, EuclideanCodebook)):
+        seen: list[torch.Tensor] = []
+        plain_encode = book.encode
+        book.encode = lambda x, _encode=plain_encode: (seen.append(x.reshape(-1, x.shape[-1])), _encode(x))[1]
+        try:
+            mimi.encode(audio)
+        finally:
+            del book.encode
+        pool = torch.cat(seen)
+        picks = pool[torch.randint(len(pool), (book.codebook_size,))]
+        picks = picks + 0.2 * pool.std() * torch.randn_like(picks)
+        book.embedding_sum.copy_(picks)
+        book.cluster_usage.fill_(1.0)
+        book._initialized.fill_(1.0)
+        book._embedding = None
 
 
 def build_tiny(device: str | torch.device = "cpu", dtype: torch.dtype = torch.float32) -> SpeechModels:
     """The tiny random models; the same weights every time (fixed seed)."""
     lm_config, mimi_config = tiny_lm_config(), tiny_mimi_config()
-    with torch.random.fork_rng(devices=[]), torch.no_grad():
+    with torch.random.fork_rng(devices=[]), torch.no_grad(), no_compile():
         torch.manual_seed(TINY_WEIGHT_SEED)
         mimi = loaders.get_mimi(None, mimi_config, device="cpu", num_codebooks=8)
-        _randomize_codebooks(mimi)
+        _seed_codebooks(mimi)
         lm = loaders.get_moshi_lm(None, lm_kwargs=lm_config, device="cpu", dtype=torch.float32)
     return SpeechModels(
         mimi=mimi.to(device).eval(),

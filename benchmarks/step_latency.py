@@ -1,0 +1,160 @@
+#!/usr/bin/env python3
+"""Per-step latency of the speech pipeline, one figure per line.
+
+CPU (always): the tiny random model on one thread, and the cost outside the model per
+80 ms step, part by part: resampling a 48 kHz stereo microphone stream to the model's
+frames, converting the step's messages, serialising and writing them to an MCAP bag,
+and writing robot.wav. Target: overhead outside the model <= 2 ms per step.
+
+GPU (when CUDA is present): Moshi's 7B architecture (moshiko) with random bf16 weights
+and full-size Mimi, built on the device (no weights travel), timed per step with and
+without CUDA graphs: the LM step alone and the whole step (Mimi encode + LM + decode).
+
+    python benchmarks/step_latency.py [--steps N] [--gpu-steps N] [--no-gpu]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from moshiface_ros.audio.framer import AudioFramer
+from moshiface_ros.audio.synth import synthetic_speech
+from moshiface_ros.audio.wav import WavWriter
+from moshiface_ros.messages.types import AudioChunk, DialogueText
+from moshiface_ros.recording.bag import SessionBag
+from moshiface_ros.speech.engine import FRAME_SIZE, SpeechEngine
+from moshiface_ros.speech.models import SpeechModels, build_tiny
+from moshiface_ros.topics import ROBOT_AUDIO, ROBOT_TEXT, USER_AUDIO
+
+
+def stats(name: str, seconds: list[float], unit: str = "ms/step") -> None:
+    ms = np.asarray(seconds) * 1e3
+    print(f"{name}: p50 {np.percentile(ms, 50):.3f} p95 {np.percentile(ms, 95):.3f} "
+          f"max {ms.max():.3f} {unit} (n={len(ms)})")
+
+
+def timed(fn, *args) -> tuple[float, object]:
+    start = time.perf_counter()
+    result = fn(*args)
+    return time.perf_counter() - start, result
+
+
+def bench_tiny_model(steps: int) -> None:
+    torch.set_num_threads(1)
+    speech = synthetic_speech(steps * FRAME_SIZE / 24000, 24000, seed=0)
+    with SpeechEngine(build_tiny(), seed=0) as engine:
+        for i in range(5):  # warm-up
+            engine.step(speech[i * FRAME_SIZE:(i + 1) * FRAME_SIZE])
+        engine.reset()
+        times = [timed(engine.step, speech[i * FRAME_SIZE:(i + 1) * FRAME_SIZE])[0] for i in range(steps)]
+    stats("cpu tiny model step (1 thread)", times)
+
+
+def bench_overhead(steps: int) -> None:
+    """Everything a step costs besides the model, measured on the real parts."""
+    rate, block = 48000, 480  # a 48 kHz stereo microphone delivering 10 ms blocks
+    mic = np.stack([synthetic_speech(steps * 0.08 + 0.1, rate, seed=1)] * 2, axis=1)
+    robot_pcm = synthetic_speech(steps * 0.08, 24000, seed=2)
+    framer = AudioFramer(rate, 2)
+    resample, convert_write, wav_write = [], [], []
+    with tempfile.TemporaryDirectory() as tmp:
+        bag = SessionBag(Path(tmp) / "bag")
+        for topic, kind in ((USER_AUDIO, AudioChunk), (ROBOT_AUDIO, AudioChunk), (ROBOT_TEXT, DialogueText)):
+            bag.add_topic(topic, kind)
+        wav = WavWriter(Path(tmp) / "robot.wav", 24000)
+        position, step = 0, 0
+        while step < steps:
+            start = time.perf_counter()
+            frames = []
+            while not frames:  # blocks until the framer completes a step, as a capture loop does
+                frames = framer.push(mic[position:position + block])
+                position += block
+            resample.append(time.perf_counter() - start)
+            stamp = step * 80_000_000
+            pcm = robot_pcm[step * FRAME_SIZE:(step + 1) * FRAME_SIZE]
+            start = time.perf_counter()
+            bag.write(USER_AUDIO, AudioChunk(stamp, 24000, frames[0], sequence=step))
+            bag.write(ROBOT_AUDIO, AudioChunk(stamp, 24000, pcm, sequence=step))
+            bag.write(ROBOT_TEXT, DialogueText(stamp, step, 1234, " hello"))
+            convert_write.append(time.perf_counter() - start)
+            wav_write.append(timed(wav.write, pcm)[0])
+            step += len(frames)
+        bag.close()
+        wav.close()
+    stats("overhead: resample 48 kHz stereo -> 24 kHz frames", resample)
+    stats("overhead: convert + serialise + write 3 messages to MCAP", convert_write)
+    stats("overhead: write robot.wav", wav_write)
+    total = np.asarray(resample) + np.asarray(convert_write) + np.asarray(wav_write)
+    stats("overhead outside the model, total (target <= 2 ms)", list(total))
+
+
+def moshiko_random(device: str) -> SpeechModels:
+    from moshi.models import loaders
+
+    mimi = loaders.get_mimi(None, device=device)
+    lm = loaders.get_moshi_lm(None, lm_kwargs=loaders._lm_kwargs, device=device, dtype=torch.bfloat16)
+    return SpeechModels(mimi, lm, None, "moshiko 7B architecture, random bf16 weights")
+
+
+def bench_gpu(steps: int) -> None:
+    print(f"gpu: {torch.cuda.get_device_name()}, torch {torch.__version__}")
+    start = time.perf_counter()
+    models = moshiko_random("cuda")
+    torch.cuda.synchronize()
+    params = sum(p.numel() for p in models.lm.parameters())
+    print(f"gpu moshiko 7B random init: {time.perf_counter() - start:.1f} s, {params / 1e9:.2f} B LM parameters, "
+          f"{torch.cuda.memory_allocated() / 2**30:.1f} GiB allocated")
+    speech = synthetic_speech(steps * FRAME_SIZE / 24000, 24000, seed=0)
+    for graphs in (True, False):
+        label = "with CUDA graphs" if graphs else "without CUDA graphs"
+        with SpeechEngine(models, seed=0, cuda_graphs=graphs) as engine:
+            engine.warmup(8)
+            lm_times, step_times = [], []
+            gen = engine._gen
+            original = gen.step
+
+            def timed_lm(tokens, _step=original):
+                torch.cuda.synchronize()
+                start = time.perf_counter()
+                out = _step(tokens)
+                torch.cuda.synchronize()
+                lm_times.append(time.perf_counter() - start)
+                return out
+
+            gen.step = timed_lm
+            try:
+                for i in range(steps):
+                    torch.cuda.synchronize()
+                    start = time.perf_counter()
+                    engine.step(speech[i * FRAME_SIZE:(i + 1) * FRAME_SIZE])
+                    torch.cuda.synchronize()
+                    step_times.append(time.perf_counter() - start)
+            finally:
+                del gen.step
+        stats(f"gpu moshiko LM step (temporal + depth), {label}", lm_times)
+        stats(f"gpu moshiko whole step (Mimi encode + LM + Mimi decode), {label}", step_times)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--steps", type=int, default=200, help="CPU steps to time")
+    parser.add_argument("--gpu-steps", type=int, default=200, help="GPU steps to time")
+    parser.add_argument("--no-gpu", action="store_true", help="skip the GPU figures")
+    args = parser.parse_args()
+    bench_tiny_model(args.steps)
+    bench_overhead(args.steps)
+    if torch.cuda.is_available() and not args.no_gpu:
+        bench_gpu(args.gpu_steps)
+    else:
+        print("gpu: no CUDA device, GPU figures skipped")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,111 @@
+"""moshiface_node: the conversation model as a ROS 2 node.
+
+Subscribes the user's audio (``/moshiface/user/audio``, any rate and channel count) and
+publishes, once per 80 ms of user audio, the robot's audio (``/moshiface/robot/audio``,
+24 kHz mono, 1920 samples) and, when the robot says something new, a text token
+(``/moshiface/robot/text``). All the work is the core's ``AudioStepper`` and
+``SpeechEngine``; this node only owns parameters, message conversion and QoS.
+
+    ros2 run moshiface_ros moshiface_node --ros-args -p model:=hf:kyutai/moshiko-pytorch-bf16
+"""
+
+from __future__ import annotations
+
+import sys
+
+import rclpy
+from rclpy.executors import ExternalShutdownException
+from rclpy.node import Node
+
+from moshiface_ros.errors import MoshifaceError
+from moshiface_ros.messages import convert
+from moshiface_ros.messages.types import AudioChunk as CoreAudioChunk
+from moshiface_ros.msg import AudioChunk, DialogueText
+from moshiface_ros.nodes.qos import AUDIO_QOS, TEXT_QOS
+from moshiface_ros.nodes.rclpy_messages import RclpyFactory
+from moshiface_ros.topics import ROBOT_AUDIO, ROBOT_TEXT, USER_AUDIO
+
+PARAMETERS = {
+    "model": "tiny",
+    "device": "auto",
+    "dtype": "auto",
+    "cuda_graphs": True,
+    "seed": 42,
+    "temperature": 0.8,
+    "text_temperature": 0.7,
+    "top_k": 250,
+    "text_top_k": 25,
+    "frame_id": "robot_head",
+    "threads": 0,
+}
+
+
+class MoshifaceNode(Node):
+    def __init__(self) -> None:
+        super().__init__("moshiface_node")
+        for name, default in PARAMETERS.items():
+            self.declare_parameter(name, default)
+        p = {name: self.get_parameter(name).value for name in PARAMETERS}
+        self._stepper = self._build_stepper(p)
+        self._factory = RclpyFactory()
+        self._bad_messages = 0
+        self._audio_pub = self.create_publisher(AudioChunk, ROBOT_AUDIO, AUDIO_QOS)
+        self._text_pub = self.create_publisher(DialogueText, ROBOT_TEXT, TEXT_QOS)
+        self.create_subscription(AudioChunk, USER_AUDIO, self._on_user_audio, AUDIO_QOS)
+        self.get_logger().info(
+            f"ready: {self._stepper.engine.models.description} on {self._stepper.engine.device}; "
+            f"listening on {USER_AUDIO}")
+
+    def _build_stepper(self, p: dict):
+        import torch
+
+        from moshiface_ros.speech.engine import Sampling, SpeechEngine
+        from moshiface_ros.speech.models import ModelSpec, load_speech_models, resolve_device, resolve_dtype
+        from moshiface_ros.speech.stepper import AudioStepper
+
+        spec = ModelSpec.parse(p["model"])
+        threads = p["threads"] or (1 if spec.kind == "tiny" else 0)
+        if threads:
+            torch.set_num_threads(threads)
+        device = resolve_device(p["device"])
+        models = load_speech_models(spec, device, resolve_dtype(p["dtype"], device, spec))
+        sampling = Sampling(p["temperature"], p["text_temperature"], p["top_k"], p["text_top_k"])
+        engine = SpeechEngine(models, sampling, seed=p["seed"], cuda_graphs=p["cuda_graphs"])
+        if device.type == "cuda":
+            engine.warmup()
+        return AudioStepper(engine, frame_id=p["frame_id"])
+
+    def _on_user_audio(self, msg: AudioChunk) -> None:
+        try:
+            chunk: CoreAudioChunk = convert.audio_chunk_from_msg(msg)
+        except ValueError as exc:
+            self._bad_messages += 1
+            if self._bad_messages == 1:
+                self.get_logger().warning(f"dropping bad audio on {USER_AUDIO}: {exc} (reported once)")
+            return
+        for record in self._stepper.push(chunk):
+            self._audio_pub.publish(convert.audio_chunk_to_msg(record.robot, self._factory))
+            if record.text is not None:
+                self._text_pub.publish(convert.dialogue_text_to_msg(record.text, self._factory))
+
+
+def main(args=None) -> int:
+    rclpy.init(args=args)
+    try:
+        node = MoshifaceNode()
+    except MoshifaceError as exc:
+        print(f"moshiface_node: error: {exc}", file=sys.stderr)
+        rclpy.try_shutdown()
+        return 1
+    try:
+        rclpy.spin(node)
+    except (KeyboardInterrupt, ExternalShutdownException):
+        pass
+    finally:
+        node.destroy_node()
+        rclpy.try_shutdown()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

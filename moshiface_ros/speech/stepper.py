@@ -1,0 +1,121 @@
+"""User audio as it arrives (chunks of any rate and size, possibly with gaps) -> model steps.
+
+Both the embedded runner and the ROS node feed ``AudioChunk``s here. The stepper frames
+them into the model's 1920-sample steps, runs the engine, and stamps everything on one
+clock: a step's stamp is the time of its first user sample (the first chunk's stamp plus
+the audio that came before it), and the robot's audio and text for that step carry the
+same stamp, so playback and the face can present them together after one shared delay.
+
+A dropped chunk (a gap in ``sequence``) is replaced by silence of the same length, so the
+model's clock keeps pace with the wall clock; a stream that restarts (sequence going back)
+or changes rate or channel count starts a new framer anchored at the new chunk's stamp.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+
+import numpy as np
+
+from ..audio.framer import AudioFramer
+from ..messages.types import NS_PER_S, AudioChunk, DialogueText
+from .engine import FRAME_SIZE, SAMPLE_RATE, SpeechEngine
+
+STEP_NS = FRAME_SIZE * NS_PER_S // SAMPLE_RATE  # 80 ms
+MAX_GAP_FILL_S = 2.0  # longer gaps are treated as a restart, not filled with silence
+
+
+@dataclass
+class StepRecord:
+    """Everything one step consumed and produced, stamped."""
+
+    user: AudioChunk
+    robot: AudioChunk
+    text: DialogueText | None
+    model_seconds: float  # time spent in the engine's step
+
+
+class AudioStepper:
+    """Feeds a user audio stream to a ``SpeechEngine`` one 80 ms step at a time."""
+
+    def __init__(self, engine: SpeechEngine, frame_id: str = "robot_head",
+                 user_frame_id: str = "user_microphone") -> None:
+        self.engine = engine
+        self.frame_id = frame_id
+        self.user_frame_id = user_frame_id
+        self.filled_chunks = 0  # chunks missing from the input, replaced by silence
+        self.restarts = 0
+        self._framer: AudioFramer | None = None
+        self._format: tuple[int, int] | None = None
+        self._last_sequence: int | None = None
+        self._anchor_ns = 0
+        self._emitted = 0  # 24 kHz samples emitted since the anchor
+
+    def push(self, chunk: AudioChunk) -> list[StepRecord]:
+        """Takes one incoming chunk; returns the steps it completed (often 0 or 1)."""
+        records: list[StepRecord] = []
+        if self._needs_new_stream(chunk):
+            records += self.flush()
+            self._start_stream(chunk)
+        else:
+            records += self._fill_gap(chunk)
+        self._last_sequence = chunk.sequence
+        for pcm in self._framer.push(_frames(chunk)):
+            records.append(self._step(pcm))
+        return records
+
+    def flush(self) -> list[StepRecord]:
+        """Ends the current stream: the last partial step is padded with silence."""
+        if self._framer is None:
+            return []
+        records = [self._step(pcm) for pcm in self._framer.flush()]
+        self._framer = None
+        self._format = None
+        self._last_sequence = None
+        return records
+
+    def _needs_new_stream(self, chunk: AudioChunk) -> bool:
+        if self._framer is None or self._format != (chunk.sample_rate, chunk.channels):
+            return True
+        if self._last_sequence is not None and chunk.sequence <= self._last_sequence:
+            return True  # the publisher restarted
+        missing_s = (chunk.sequence - self._last_sequence - 1) * chunk.frames / chunk.sample_rate
+        return missing_s > MAX_GAP_FILL_S
+
+    def _start_stream(self, chunk: AudioChunk) -> None:
+        if self._framer is not None or self.engine.steps:
+            self.restarts += 1
+        self._format = (chunk.sample_rate, chunk.channels)
+        self._framer = AudioFramer(chunk.sample_rate, chunk.channels, SAMPLE_RATE, FRAME_SIZE)
+        self._anchor_ns = chunk.stamp_ns
+        self._emitted = 0
+
+    def _fill_gap(self, chunk: AudioChunk) -> list[StepRecord]:
+        missing = chunk.sequence - self._last_sequence - 1
+        if missing <= 0:
+            return []
+        self.filled_chunks += missing
+        silence = np.zeros((missing * chunk.frames, chunk.channels), np.float32)
+        return [self._step(pcm) for pcm in self._framer.push(silence)]
+
+    def _step(self, pcm: np.ndarray) -> StepRecord:
+        stamp = self._anchor_ns + self._emitted * NS_PER_S // SAMPLE_RATE
+        self._emitted += FRAME_SIZE
+        index = self.engine.steps
+        start = time.perf_counter()
+        out = self.engine.step(pcm)
+        model_seconds = time.perf_counter() - start
+        text = None
+        if out.text_piece is not None:
+            text = DialogueText(stamp, index, int(out.text_token), out.text_piece, self.frame_id)
+        return StepRecord(
+            user=AudioChunk(stamp, SAMPLE_RATE, pcm, sequence=index, frame_id=self.user_frame_id),
+            robot=AudioChunk(stamp, SAMPLE_RATE, out.pcm, sequence=index, frame_id=self.frame_id),
+            text=text,
+            model_seconds=model_seconds,
+        )
+
+
+def _frames(chunk: AudioChunk) -> np.ndarray:
+    return np.asarray(chunk.samples, np.float32).reshape(-1, chunk.channels)

@@ -1,0 +1,123 @@
+"""Core message objects <-> messages of the classes rosbags generates from our msg/ files."""
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from moshiface_ros.messages import convert
+from moshiface_ros.messages.types import (
+    AudioChunk,
+    BlendshapeWeights,
+    DialogueText,
+    FaceFrame,
+    FaceTokens,
+)
+from moshiface_ros.recording.bag import RosbagsFactory
+from moshiface_ros.recording.definitions import definitions_dir, make_typestore
+
+REPO = Path(__file__).resolve().parent.parent
+STAMP = 1_700_000_123_456_789_012
+
+
+@pytest.fixture(scope="module")
+def typestore():
+    return make_typestore()
+
+
+def samples():
+    rng = np.random.default_rng(0)
+    return [
+        AudioChunk(STAMP, 24000, rng.uniform(-1, 1, 1920), sequence=7, frame_id="mic"),
+        AudioChunk(STAMP, 48000, rng.uniform(-1, 1, (960, 2)), channels=2, sequence=1),
+        DialogueText(STAMP, 12, 3051, " hello", frame_id="robot_head"),
+        FaceFrame(STAMP, rng.normal(size=(5143, 3)) * 1e-3, expression=rng.normal(size=100),
+                  jaw_pose=[0.1, 0, 0], global_pose=[0, 0.2, 0], neck_pose=[0, 0, 0],
+                  eye_pose=np.zeros(6), translation=[0, 0, 0.6], frame_id="head"),
+        FaceFrame(STAMP, face_present=False),
+        FaceTokens(STAMP, 42, [0, 255, 17, 3, 128, 9, 64, 200]),
+        BlendshapeWeights(STAMP, ["jawOpen", "mouthSmileLeft"], [0.5, 0.25], frame_id="head"),
+    ]
+
+
+def assert_same(a, b):
+    assert type(a) is type(b)
+    for name, value in vars(a).items():
+        other = getattr(b, name)
+        if isinstance(value, np.ndarray):
+            assert other.dtype == value.dtype, name
+            np.testing.assert_array_equal(other, value, err_msg=name)
+        else:
+            assert other == value, name
+
+
+@pytest.mark.parametrize("obj", samples(), ids=lambda o: type(o).__name__)
+def test_round_trip_through_cdr(obj, typestore):
+    type_name = convert.MSG_TYPES[type(obj)]
+    msg = convert.to_msg(obj, RosbagsFactory(typestore))
+    assert type(msg).__name__ == type_name.replace("/", "__")
+    raw = typestore.serialize_cdr(msg, type_name)
+    back = convert.from_msg(type_name, typestore.deserialize_cdr(raw, type_name))
+    assert_same(obj, back)
+
+
+def test_every_definition_has_a_conversion(typestore):
+    names = {f"moshiface_ros/msg/{p.stem}" for p in (REPO / "msg").glob("*.msg")}
+    assert names == set(convert.MSG_TYPES.values()) == set(convert.FROM_MSG)
+    assert definitions_dir().resolve() == (REPO / "msg").resolve()
+
+
+def test_conversion_sets_every_field(typestore):
+    """A field added to a .msg and forgotten here would be left at no value."""
+    factory = RosbagsFactory(typestore)
+    for obj in samples():
+        type_name = convert.MSG_TYPES[type(obj)]
+        fields = [name for name, _ in typestore.fielddefs[type_name][1]]
+        msg = convert.to_msg(obj, factory)
+        assert all(getattr(msg, name) is not None for name in fields)
+
+
+def test_stamp_split_into_sec_and_nanosec(typestore):
+    msg = convert.to_msg(DialogueText(STAMP, 0, 1, "a"), RosbagsFactory(typestore))
+    assert (msg.header.stamp.sec, msg.header.stamp.nanosec) == divmod(STAMP, 10**9)
+    assert convert.stamp_ns(msg) == STAMP
+
+
+def test_negative_stamp_is_refused(typestore):
+    with pytest.raises(ValueError, match="negative"):
+        convert.to_msg(DialogueText(-1, 0, 1, "a"), RosbagsFactory(typestore))
+
+
+def _audio_msg(typestore, samples, channels=1, rate=24000):
+    msg = convert.to_msg(AudioChunk(0, 24000, np.zeros(4)), RosbagsFactory(typestore))
+    msg.samples = np.asarray(samples, np.float32)
+    msg.channels = channels
+    msg.sample_rate = rate
+    return msg
+
+
+@pytest.mark.parametrize("samples, channels, rate, words", [
+    ([0.0, 0.1, 0.2], 2, 24000, "not a multiple of 2 channels"),
+    ([0.0, np.nan], 1, 24000, "NaN"),
+    ([0.0, np.inf], 1, 24000, "NaN or infinite"),
+    ([0.0], 1, 0, "sample_rate must be positive"),
+    ([0.0], 0, 24000, "channels must be at least 1"),
+])
+def test_bad_audio_chunk_names_the_problem(typestore, samples, channels, rate, words):
+    with pytest.raises(ValueError, match=words) as info:
+        convert.audio_chunk_from_msg(_audio_msg(typestore, samples, channels, rate))
+    assert "\n" not in str(info.value)
+
+
+def test_bad_face_and_blendshape_messages(typestore):
+    factory = RosbagsFactory(typestore)
+    face = convert.to_msg(FaceFrame(0, np.zeros((2, 3))), factory)
+    face.vertices = np.zeros(7, np.float32)
+    with pytest.raises(ValueError, match="not V x 3"):
+        convert.face_frame_from_msg(face)
+    weights = convert.to_msg(BlendshapeWeights(0, ["a"], [0.5]), factory)
+    weights.names = ["a", "b"]
+    with pytest.raises(ValueError, match="2 names but 1 weights"):
+        convert.blendshape_weights_from_msg(weights)
+    with pytest.raises(ValueError, match="names"):
+        convert.to_msg(BlendshapeWeights(0, ["a", "b"], [0.5]), factory)
