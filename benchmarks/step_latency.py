@@ -16,7 +16,6 @@ without CUDA graphs: the LM step alone and the whole step (Mimi encode + LM + de
 from __future__ import annotations
 
 import argparse
-import os
 import tempfile
 import time
 from pathlib import Path
@@ -46,15 +45,42 @@ def timed(fn, *args) -> tuple[float, object]:
     return time.perf_counter() - start, result
 
 
+def time_engine(models: SpeechModels, steps: int, cuda_graphs: bool = True) -> tuple[list[float], list[float]]:
+    """Per-step times of the LM step alone and of the whole engine step."""
+    cuda = next(models.lm.parameters()).device.type == "cuda"
+    sync = torch.cuda.synchronize if cuda else (lambda: None)
+    speech = synthetic_speech(steps * FRAME_SIZE / 24000, 24000, seed=0)
+    lm_times, step_times = [], []
+    with SpeechEngine(models, seed=0, cuda_graphs=cuda_graphs) as engine:
+        engine.warmup(8)  # on CUDA this captures the graphs
+        plain_step = engine._gen.step
+
+        def lm_step(tokens):
+            sync()
+            start = time.perf_counter()
+            out = plain_step(tokens)
+            sync()
+            lm_times.append(time.perf_counter() - start)
+            return out
+
+        engine._gen.step = lm_step
+        try:
+            for i in range(steps):
+                sync()
+                start = time.perf_counter()
+                engine.step(speech[i * FRAME_SIZE:(i + 1) * FRAME_SIZE])
+                sync()
+                step_times.append(time.perf_counter() - start)
+        finally:
+            del engine._gen.step
+    return lm_times, step_times
+
+
 def bench_tiny_model(steps: int) -> None:
     torch.set_num_threads(1)
-    speech = synthetic_speech(steps * FRAME_SIZE / 24000, 24000, seed=0)
-    with SpeechEngine(build_tiny(), seed=0) as engine:
-        for i in range(5):  # warm-up
-            engine.step(speech[i * FRAME_SIZE:(i + 1) * FRAME_SIZE])
-        engine.reset()
-        times = [timed(engine.step, speech[i * FRAME_SIZE:(i + 1) * FRAME_SIZE])[0] for i in range(steps)]
-    stats("cpu tiny model step (1 thread)", times)
+    lm_times, step_times = time_engine(build_tiny(), steps)
+    stats("cpu tiny LM step (1 thread)", lm_times)
+    stats("cpu tiny whole step, Mimi encode + LM + Mimi decode (1 thread)", step_times)
 
 
 def bench_overhead(steps: int) -> None:
@@ -111,33 +137,9 @@ def bench_gpu(steps: int) -> None:
     params = sum(p.numel() for p in models.lm.parameters())
     print(f"gpu moshiko 7B random init: {time.perf_counter() - start:.1f} s, {params / 1e9:.2f} B LM parameters, "
           f"{torch.cuda.memory_allocated() / 2**30:.1f} GiB allocated")
-    speech = synthetic_speech(steps * FRAME_SIZE / 24000, 24000, seed=0)
     for graphs in (True, False):
         label = "with CUDA graphs" if graphs else "without CUDA graphs"
-        with SpeechEngine(models, seed=0, cuda_graphs=graphs) as engine:
-            engine.warmup(8)
-            lm_times, step_times = [], []
-            gen = engine._gen
-            original = gen.step
-
-            def timed_lm(tokens, _step=original):
-                torch.cuda.synchronize()
-                start = time.perf_counter()
-                out = _step(tokens)
-                torch.cuda.synchronize()
-                lm_times.append(time.perf_counter() - start)
-                return out
-
-            gen.step = timed_lm
-            try:
-                for i in range(steps):
-                    torch.cuda.synchronize()
-                    start = time.perf_counter()
-                    engine.step(speech[i * FRAME_SIZE:(i + 1) * FRAME_SIZE])
-                    torch.cuda.synchronize()
-                    step_times.append(time.perf_counter() - start)
-            finally:
-                del gen.step
+        lm_times, step_times = time_engine(models, steps, cuda_graphs=graphs)
         stats(f"gpu moshiko LM step (temporal + depth), {label}", lm_times)
         stats(f"gpu moshiko whole step (Mimi encode + LM + Mimi decode), {label}", step_times)
 
