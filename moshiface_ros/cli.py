@@ -11,6 +11,7 @@ number (130 or 143), as shells report a process killed by that signal.
 from __future__ import annotations
 
 import argparse
+import signal
 import sys
 import time
 from pathlib import Path
@@ -114,9 +115,7 @@ def _report(summary: dict[str, Any], out: Path) -> None:
 def _exit_code(summary: dict[str, Any]) -> int:
     if not summary["interrupted"]:
         return 0
-    import signal
-
-    return 128 + int(getattr(signal, summary["signal"]))
+    return 128 + int(signal.Signals[summary["signal"]])
 
 
 def cmd_run(args: argparse.Namespace) -> int:
@@ -147,10 +146,13 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
     if args.seconds <= 0:
         raise MoshifaceError(f"--seconds must be positive, got {args.seconds}")
-    args.out.mkdir(parents=True, exist_ok=True)
     user_wav = args.out / "user.wav"
     rate = 16000  # a typical microphone rate: the run resamples it to 24 kHz
-    write_wav(user_wav, synthetic_speech(args.seconds, rate, seed=args.seed), rate)
+    try:
+        args.out.mkdir(parents=True, exist_ok=True)
+        write_wav(user_wav, synthetic_speech(args.seconds, rate, seed=args.seed), rate)
+    except OSError as exc:
+        raise MoshifaceError(f"cannot write the demo input {user_wav}: {exc.strerror or exc}") from exc
     print(f"user audio:  {user_wav} (generated speech-like signal, {args.seconds:g} s at {rate} Hz)")
     args.user_audio = user_wav
     config = _run_config(args, model=model, overwrite=True)
@@ -167,9 +169,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except MoshifaceError as exc:
         print(f"moshiface: error: {exc}", file=sys.stderr)
         return EXIT_ERROR
-    except KeyboardInterrupt:  # outside the stepping loop (e.g. while loading weights)
+    except KeyboardInterrupt as exc:  # before the session had outputs (e.g. loading weights)
         print("moshiface: interrupted before the session started; nothing was written", file=sys.stderr)
-        return 130
+        return 128 + getattr(exc, "signum", signal.SIGINT)
 
 
 if __name__ == "__main__":

@@ -92,11 +92,16 @@ class SessionOutputs:
                 closer()
             except Exception:  # already failing; removal below is what matters
                 pass
-        for name in (ROBOT_WAV, TEXT_JSONL, SUMMARY_JSON + ".tmp"):
-            (self.out / name).unlink(missing_ok=True)
-        shutil.rmtree(self.out / BAG_DIR, ignore_errors=True)
-        if self._created_dir:
-            try:
-                self.out.rmdir()
-            except OSError:
-                pass
+        remove_session(self.out, self._created_dir)
+
+
+def remove_session(out: Path, created_dir: bool) -> None:
+    """Deletes a session's files from ``out``, and ``out`` itself if this run created it."""
+    for name in (ROBOT_WAV, TEXT_JSONL, SUMMARY_JSON + ".tmp"):
+        (out / name).unlink(missing_ok=True)
+    shutil.rmtree(out / BAG_DIR, ignore_errors=True)
+    if created_dir:
+        try:
+            out.rmdir()
+        except OSError:  # not empty: something else lives there, leave it
+            pass

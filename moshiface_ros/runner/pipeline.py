@@ -9,7 +9,8 @@ that step carries the same stamp.
 
 SIGINT and SIGTERM stop the session at the next step boundary, so the bag is never cut
 in the middle of a message: it is closed, reads back with everything written so far,
-and the summary says the session was interrupted.
+and the summary says the session was interrupted. Before any output exists they abort
+at once and leave nothing behind (see ``SignalGuard``).
 """
 
 from __future__ import annotations
@@ -30,7 +31,7 @@ from ..messages.types import NS_PER_S, AudioChunk
 from ..speech.engine import FRAME_SIZE, SAMPLE_RATE, Sampling, SpeechEngine
 from ..speech.stepper import AudioStepper
 from ..speech.models import ModelSpec, load_speech_models, resolve_device, resolve_dtype
-from .outputs import SessionOutputs, prepare_output_dir
+from .outputs import SessionOutputs, prepare_output_dir, remove_session
 
 @dataclass
 class RunConfig:
@@ -50,22 +51,43 @@ class RunConfig:
     user_frame_id: str = "user_microphone"
 
 
-class StopFlag:
-    """Set by SIGINT/SIGTERM; the loop checks it between steps."""
+class Interrupted(KeyboardInterrupt):
+    """SIGINT or SIGTERM arrived before the session had anything to keep."""
+
+    def __init__(self, signum: int) -> None:
+        super().__init__(signal.Signals(signum).name)
+        self.signum = signum
+
+
+class SignalGuard:
+    """What SIGINT and SIGTERM do during a session.
+
+    Before any output exists (reading, loading weights: minutes for real ones) a signal
+    aborts at once by raising ``Interrupted``; once outputs are being written
+    (``defer()``), it is only remembered, and the stepping loop stops at the next step
+    boundary so that no message is cut in half.
+    """
 
     def __init__(self) -> None:
         self.signal: int | None = None
+        self._deferred = False
+
+    def defer(self) -> None:
+        self._deferred = True
 
     def __call__(self, signum: int, _frame: Any) -> None:
-        self.signal = signum
+        if not self._deferred:
+            raise Interrupted(signum)
+        if self.signal is None:
+            self.signal = signum
 
 
 @contextmanager
-def stop_on_signals() -> Iterator[StopFlag]:
-    flag = StopFlag()
-    previous = {sig: signal.signal(sig, flag) for sig in (signal.SIGINT, signal.SIGTERM)}
+def signal_guard() -> Iterator[SignalGuard]:
+    guard = SignalGuard()
+    previous = {sig: signal.signal(sig, guard) for sig in (signal.SIGINT, signal.SIGTERM)}
     try:
-        yield flag
+        yield guard
     finally:
         for sig, handler in previous.items():
             signal.signal(sig, handler)
@@ -121,51 +143,49 @@ class Session:
 
 def run_session(config: RunConfig) -> dict[str, Any]:
     """Runs a whole session from a WAV file; returns the summary it also writes."""
-    samples, rate = read_wav(config.user_audio)  # validates before anything is created
-    spec = ModelSpec.parse(config.model)
-    device = resolve_device(config.device)
-    dtype = resolve_dtype(config.dtype, device, spec)
-    created = prepare_output_dir(config.out, config.overwrite)
-    try:
-        models = load_speech_models(spec, device, dtype)
-        engine = SpeechEngine(models, config.sampling, seed=config.seed, cuda_graphs=config.cuda_graphs)
-        if device.type == "cuda":
-            engine.warmup()
-        outputs = SessionOutputs(config.out, SAMPLE_RATE, created_dir=created)
-    except BaseException:
-        if created:
-            _remove_empty(config.out)
-        raise
-    start_ns = time.time_ns()
-    session = Session(AudioStepper(engine, config.frame_id, config.user_frame_id), outputs, start_ns)
-    chunks = user_chunks(samples, rate, start_ns, config.user_frame_id)
-    expected = int(np.ceil(len(samples) * SAMPLE_RATE / rate / FRAME_SIZE))
-    stopped_by: int | None = None
-    wall = time.perf_counter()
-    try:
-        with stop_on_signals() as stop, tqdm(total=expected, unit="step", disable=not config.progress,
-                                             desc="moshiface", leave=False) as bar:
-            for chunk in [*chunks, None]:
-                if stop.signal is not None:
-                    break
-                session.push(chunk)
-                bar.update(len(session.step_times) - bar.n)
-            stopped_by = stop.signal
-    except BaseException:
-        outputs.discard()
-        raise
-    summary = _summary(config, models.description, device, dtype, session, rate, samples,
-                       time.perf_counter() - wall, stopped_by)
-    outputs.finish(summary)
+    with signal_guard() as guard:
+        samples, rate = read_wav(config.user_audio)  # validates before anything is created
+        spec = ModelSpec.parse(config.model)
+        device = resolve_device(config.device)
+        dtype = resolve_dtype(config.dtype, device, spec)
+        created = prepare_output_dir(config.out, config.overwrite)
+        try:
+            models = load_speech_models(spec, device, dtype)
+            engine = SpeechEngine(models, config.sampling, seed=config.seed, cuda_graphs=config.cuda_graphs)
+            if device.type == "cuda":
+                engine.warmup()
+            guard.defer()
+            outputs = SessionOutputs(config.out, SAMPLE_RATE, created_dir=created)
+        except BaseException:
+            remove_session(config.out, created)
+            raise
+        try:
+            session, wall_s = _step_through(config, engine, outputs, samples, rate, guard)
+            summary = _summary(config, models.description, device, dtype, session, rate, samples,
+                               wall_s, guard.signal)
+            outputs.finish(summary)
+        except BaseException:
+            outputs.discard()
+            raise
     summary["messages"] = dict(outputs.bag.counts)
     return summary
 
 
-def _remove_empty(directory: Path) -> None:
-    try:
-        directory.rmdir()
-    except OSError:
-        pass
+def _step_through(config: RunConfig, engine: SpeechEngine, outputs: SessionOutputs,
+                  samples: np.ndarray, rate: int, guard: SignalGuard) -> tuple[Session, float]:
+    """The stepping loop; stops early at a step boundary when a signal was received."""
+    start_ns = time.time_ns()
+    session = Session(AudioStepper(engine, config.frame_id, config.user_frame_id), outputs, start_ns)
+    chunks = user_chunks(samples, rate, start_ns, config.user_frame_id)
+    expected = int(np.ceil(len(samples) * SAMPLE_RATE / rate / FRAME_SIZE))
+    wall = time.perf_counter()
+    with tqdm(total=expected, unit="step", disable=not config.progress, desc="moshiface", leave=False) as bar:
+        for chunk in [*chunks, None]:
+            if guard.signal is not None:
+                break
+            session.push(chunk)
+            bar.update(len(session.step_times) - bar.n)
+    return session, time.perf_counter() - wall
 
 
 def _summary(config: RunConfig, description: str, device: torch.device, dtype: torch.dtype,

@@ -116,20 +116,30 @@ def _seed_codebooks(mimi: MimiModel, seconds: float = 4.0) -> None:
     audio = synthetic_speech(frames * mimi.frame_size / mimi.sample_rate, mimi.sample_rate, seed=0)
     audio = torch.from_numpy(audio).view(1, 1, -1)
     for book in (m for m in mimi.modules() if isinstance(m, EuclideanCodebook)):
-        seen: list[torch.Tensor] = []
-        plain_encode = book.encode
-        book.encode = lambda x, _encode=plain_encode: (seen.append(x.reshape(-1, x.shape[-1])), _encode(x))[1]
-        try:
-            mimi.encode(audio)
-        finally:
-            del book.encode
-        pool = torch.cat(seen)
+        pool = _latents_reaching(book, mimi, audio)
         picks = pool[torch.randint(len(pool), (book.codebook_size,))]
         picks = picks + 0.2 * pool.std() * torch.randn_like(picks)
         book.embedding_sum.copy_(picks)
         book.cluster_usage.fill_(1.0)
         book._initialized.fill_(1.0)
         book._embedding = None
+
+
+def _latents_reaching(book: Any, mimi: MimiModel, audio: torch.Tensor) -> torch.Tensor:
+    """Every vector one codebook is asked to quantize while Mimi encodes ``audio``."""
+    seen: list[torch.Tensor] = []
+    plain_encode = book.encode
+
+    def recording_encode(x: torch.Tensor) -> torch.Tensor:
+        seen.append(x.reshape(-1, x.shape[-1]))
+        return plain_encode(x)
+
+    book.encode = recording_encode
+    try:
+        mimi.encode(audio)
+    finally:
+        del book.encode  # back to the class's method
+    return torch.cat(seen)
 
 
 def build_tiny(device: str | torch.device = "cpu", dtype: torch.dtype = torch.float32) -> SpeechModels:
