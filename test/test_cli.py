@@ -22,6 +22,7 @@ import pytest
 import scipy.io.wavfile
 
 from moshiface_ros.audio.synth import synthetic_speech
+from bad_inputs import BAD_INPUTS  # noqa: E402
 
 MOSHIFACE = Path(sys.executable).with_name("moshiface")
 USER_AUDIO = "/moshiface/user/audio"
@@ -117,36 +118,6 @@ def test_run_writes_a_session_and_says_where(tmp_path, env, read_session):
 # -- user mistakes -------------------------------------------------------------------------
 
 
-def _missing(tmp: Path) -> Path:
-    return tmp / "no-such-file.wav"
-
-
-def _text_file(tmp: Path) -> Path:
-    path = tmp / "notes.wav"
-    path.write_text("this is not audio, just some words\n")
-    return path
-
-
-def _empty_wav(tmp: Path) -> Path:
-    path = tmp / "empty.wav"
-    scipy.io.wavfile.write(path, RATE, np.zeros(0, np.float32))
-    return path
-
-
-def _nan_wav(tmp: Path) -> Path:
-    path = tmp / "nan.wav"
-    samples = synthetic_speech(1.0, RATE)
-    samples[500:600] = np.nan
-    scipy.io.wavfile.write(path, RATE, samples)
-    return path
-
-
-BAD_INPUTS = {
-    "missing file": (_missing, ["no-such-file.wav", "does not exist"]),
-    "not audio": (_text_file, ["notes.wav", "not a WAV"]),
-    "empty wav": (_empty_wav, ["empty.wav", "empty"]),
-    "nan samples": (_nan_wav, ["nan.wav", "NaN"]),
-}
 
 
 @pytest.mark.parametrize("case", list(BAD_INPUTS))

@@ -34,6 +34,8 @@ from rosidl_adapter.parser import (
 from rosidl_parser.definition import IdlLocator, Message
 from rosidl_parser.parser import parse_idl_file
 
+from moshiface_ros.nodes.parameters import MOSHIFACE_NODE
+
 ROOT = Path(__file__).resolve().parents[1]
 PKG = "moshiface_ros"
 MSG_FILES = sorted((ROOT / "msg").glob("*.msg"))
@@ -51,19 +53,7 @@ LAUNCH_ARGUMENTS = {
     "bag_dir": "",
 }
 
-NODE_PARAMETERS = {
-    "model": "tiny",
-    "device": "auto",
-    "dtype": "auto",
-    "cuda_graphs": True,
-    "seed": 42,
-    "temperature": 0.8,
-    "text_temperature": 0.7,
-    "top_k": 250,
-    "text_top_k": 25,
-    "frame_id": "robot_head",
-    "threads": 0,
-}
+NODE_PARAMETERS = MOSHIFACE_NODE  # what the node declares
 
 
 # --------------------------------------------------------------------------- package.xml

@@ -14,7 +14,6 @@ from typing import Any
 
 import numpy as np
 import pytest
-import scipy.io.wavfile
 import soxr
 
 os.environ.setdefault("NO_TORCH_COMPILE", "1")  # before moshi is imported
@@ -22,6 +21,7 @@ os.environ.setdefault("NO_TORCH_COMPILE", "1")  # before moshi is imported
 import torch  # noqa: E402
 
 from moshiface_ros.audio.synth import synthetic_speech  # noqa: E402
+from bad_inputs import BAD_INPUTS  # noqa: E402
 from moshiface_ros.audio.wav import read_wav, write_wav  # noqa: E402
 from moshiface_ros.errors import MoshifaceError  # noqa: E402
 from moshiface_ros.runner.pipeline import RunConfig, run_session  # noqa: E402
@@ -228,36 +228,6 @@ def test_same_seed_same_outputs_other_seed_other_audio(tmp_path):
 # -- bad input: one-line error, nothing left behind --------------------------------------
 
 
-def _missing(tmp: Path) -> Path:
-    return tmp / "no-such-file.wav"
-
-
-def _text_file(tmp: Path) -> Path:
-    path = tmp / "notes.wav"
-    path.write_text("this is not audio, just some words\n")
-    return path
-
-
-def _empty_wav(tmp: Path) -> Path:
-    path = tmp / "empty.wav"
-    scipy.io.wavfile.write(path, RATE, np.zeros(0, np.float32))
-    return path
-
-
-def _nan_wav(tmp: Path) -> Path:
-    path = tmp / "nan.wav"
-    samples = synthetic_speech(1.0, RATE)
-    samples[1000:1010] = np.nan
-    scipy.io.wavfile.write(path, RATE, samples)  # our own writer refuses NaN
-    return path
-
-
-BAD_INPUTS = {
-    "missing file": (_missing, ["no-such-file.wav", "does not exist"]),
-    "not audio": (_text_file, ["notes.wav", "not a WAV"]),
-    "empty wav": (_empty_wav, ["empty.wav", "empty"]),
-    "nan samples": (_nan_wav, ["nan.wav", "NaN"]),
-}
 
 
 def _assert_one_line(error: BaseException, *words: str) -> None:

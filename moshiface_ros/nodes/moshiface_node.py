@@ -21,23 +21,12 @@ from moshiface_ros.errors import MoshifaceError
 from moshiface_ros.messages import convert
 from moshiface_ros.messages.types import AudioChunk as CoreAudioChunk
 from moshiface_ros.msg import AudioChunk, DialogueText
+from moshiface_ros.nodes.parameters import MOSHIFACE_NODE
 from moshiface_ros.nodes.qos import AUDIO_QOS, TEXT_QOS
 from moshiface_ros.nodes.rclpy_messages import RclpyFactory
 from moshiface_ros.topics import ROBOT_AUDIO, ROBOT_TEXT, USER_AUDIO
 
-PARAMETERS = {
-    "model": "tiny",
-    "device": "auto",
-    "dtype": "auto",
-    "cuda_graphs": True,
-    "seed": 42,
-    "temperature": 0.8,
-    "text_temperature": 0.7,
-    "top_k": 250,
-    "text_top_k": 25,
-    "frame_id": "robot_head",
-    "threads": 0,
-}
+PARAMETERS = MOSHIFACE_NODE
 
 
 class MoshifaceNode(Node):
