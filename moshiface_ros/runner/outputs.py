@@ -75,8 +75,9 @@ class SessionOutputs:
         line = {"step": text.step, "time": round(time_s, 6), "token": text.token_id, "piece": text.piece}
         self.text.write(json.dumps(line, ensure_ascii=False) + "\n")
 
-    def finish(self, summary: dict[str, Any]) -> None:
-        """Closes everything and writes the summary (also for an interrupted session)."""
+    def finish(self, summary: dict[str, Any]) -> dict[str, Any]:
+        """Closes everything and writes the summary, with the bag's message counts added
+        (also for an interrupted session); returns what it wrote."""
         self.wav.close()
         self.text.close()
         self.bag.close()
@@ -84,6 +85,7 @@ class SessionOutputs:
         tmp = self.out / (SUMMARY_JSON + ".tmp")
         tmp.write_text(json.dumps(summary, indent=2) + "\n")
         os.replace(tmp, self.out / SUMMARY_JSON)
+        return summary
 
     def discard(self) -> None:
         """Removes everything this session wrote."""

@@ -163,11 +163,10 @@ def run_session(config: RunConfig) -> dict[str, Any]:
             session, wall_s = _step_through(config, engine, outputs, samples, rate, guard)
             summary = _summary(config, models.description, device, dtype, session, rate, samples,
                                wall_s, guard.signal)
-            outputs.finish(summary)
+            summary = outputs.finish(summary)
         except BaseException:
             outputs.discard()
             raise
-    summary["messages"] = dict(outputs.bag.counts)
     return summary
 
 
