@@ -12,6 +12,10 @@ BIN := $(VENV)/bin
 TORCH_SPEC ?= torch==2.13.0
 TORCH_PIP_ARGS ?=
 MOSHI_SPEC ?= moshi==0.2.13
+# mediapipe 0.10.21 is the newest wheel that carries its face models; its declared deps
+# pull jax and opencv-contrib, which the legacy FaceMesh never imports, so it too goes in
+# with --no-deps and requirements/runtime.txt lists what it does import.
+MEDIAPIPE_SPEC ?= mediapipe==0.10.21
 PIP := $(BIN)/python -m pip --disable-pip-version-check
 DEMO_OUT ?= demo-output
 
@@ -25,12 +29,13 @@ install: $(RUNTIME_STAMP)
 $(RUNTIME_STAMP): setup.py requirements/runtime.txt Makefile
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -c "import torch" 2>/dev/null || $(PIP) install $(TORCH_PIP_ARGS) "$(TORCH_SPEC)"
-	$(PIP) install --no-deps "$(MOSHI_SPEC)"
+	$(PIP) install --no-deps "$(MOSHI_SPEC)" "$(MEDIAPIPE_SPEC)"
 	$(PIP) install -r requirements/runtime.txt
 	$(PIP) install --no-deps --no-build-isolation -e .
 	touch $@
 
-$(TEST_STAMP): $(RUNTIME_STAMP) requirements/test.txt scripts/fetch_rosidl.sh
+$(TEST_STAMP): $(RUNTIME_STAMP) requirements/test.txt scripts/fetch_rosidl.sh scripts/install_system_packages.sh
+	bash scripts/install_system_packages.sh
 	$(PIP) install -r requirements/test.txt
 	bash scripts/fetch_rosidl.sh $(VENV)
 	touch $@

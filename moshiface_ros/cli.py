@@ -2,6 +2,12 @@
 
     moshiface run --user-audio FILE [--out DIR] [--model tiny|DIR|hf:REPO] [--seed N]
     moshiface demo [--out DIR]
+    moshiface codec|train|data|eval|render|flame ...   (see COMMAND_MODULES)
+
+``run`` and ``demo`` live here; every other command group lives in its own module under
+``moshiface_ros.commands`` with ``register(subparsers)``, which adds its parsers and sets
+``handler`` on them. Those modules import their heavy dependencies inside the handlers, so
+``moshiface --help`` stays fast.
 
 User mistakes end with one line ``moshiface: error: ...`` and exit status 1; an
 interrupted run (SIGINT/SIGTERM) closes its outputs and exits with 128 + the signal
@@ -11,6 +17,7 @@ number (130 or 143), as shells report a process killed by that signal.
 from __future__ import annotations
 
 import argparse
+import importlib
 import signal
 import sys
 import time
@@ -20,6 +27,9 @@ from typing import Any, Sequence
 from .errors import MoshifaceError
 
 EXIT_ERROR = 1
+
+# Command groups in moshiface_ros.commands, in the order --help lists them.
+COMMAND_MODULES = ("codec", "face_lm", "flame", "render")
 
 
 def _add_model_options(parser: argparse.ArgumentParser) -> None:
@@ -67,6 +77,10 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
     demo.add_argument("--seed", type=int, default=42)
     demo.add_argument("--quiet", action="store_true", help="no progress bar")
+    run.set_defaults(handler=cmd_run)
+    demo.set_defaults(handler=cmd_demo)
+    for name in COMMAND_MODULES:
+        importlib.import_module(f"{__package__}.commands.{name}").register(commands)
     return parser
 
 
@@ -163,9 +177,8 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    handler = {"run": cmd_run, "demo": cmd_demo}[args.command]
     try:
-        return handler(args)
+        return args.handler(args)
     except MoshifaceError as exc:
         print(f"moshiface: error: {exc}", file=sys.stderr)
         return EXIT_ERROR

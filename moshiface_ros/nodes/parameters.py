@@ -16,3 +16,20 @@ MOSHIFACE_NODE = {
     "frame_id": "robot_head",
     "threads": 0,  # 0: 1 for the tiny model, torch's default otherwise
 }
+
+AUDIO_CAPTURE: dict = {}
+
+AUDIO_PLAYBACK: dict = {}
+
+FACE_TRACKER: dict = {}
+
+RETARGET: dict = {}
+
+# node name -> its parameters; each node's config file lists exactly these (a test checks).
+NODES = {
+    "moshiface_node": MOSHIFACE_NODE,
+    "audio_capture": AUDIO_CAPTURE,
+    "audio_playback": AUDIO_PLAYBACK,
+    "face_tracker": FACE_TRACKER,
+    "retarget": RETARGET,
+}

@@ -1,0 +1,1 @@
+"""Command groups of the ``moshiface`` console script, one module each (see ``cli.py``)."""

@@ -1,0 +1,29 @@
+#!/usr/bin/env bash
+# Installs the Debian/Ubuntu packages the tests drive for real: a PulseAudio server with
+# no hardware (null sinks, a virtual microphone) reached through PortAudio's ALSA `pulse`
+# device. Idempotent: does nothing when every package is already installed.
+#
+#   bash scripts/install_system_packages.sh
+#
+# Runs apt-get as root, or through sudo when it is available.
+set -euo pipefail
+
+PACKAGES=(libportaudio2 libasound2-plugins pulseaudio pulseaudio-utils)
+
+missing=()
+for pkg in "${PACKAGES[@]}"; do
+    dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || missing+=("$pkg")
+done
+[ "${#missing[@]}" -eq 0 ] && exit 0
+
+if [ "$(id -u)" -eq 0 ]; then
+    SUDO=()
+elif command -v sudo >/dev/null 2>&1; then
+    SUDO=(sudo)
+else
+    echo "install_system_packages.sh: missing ${missing[*]}: install them as root (apt-get install ${missing[*]})" >&2
+    exit 1
+fi
+export DEBIAN_FRONTEND=noninteractive
+"${SUDO[@]}" apt-get update -qq
+"${SUDO[@]}" apt-get install -y -qq --no-install-recommends "${missing[@]}"
