@@ -87,6 +87,9 @@ class SyntheticFace:
         self.lips = np.flatnonzero((np.abs(self.template[:, 1] - MOUTH_Y) < 0.008)
                                    & (np.abs(self.template[:, 0]) < 0.028)
                                    & (self.template[:, 2] > 0.6 * HEAD_RADII[2]))
+        if self.lips.size < 4:  # a coarse mesh: the vertices nearest the mouth
+            mouth = np.array([0.0, MOUTH_Y, HEAD_RADII[2]])
+            self.lips = np.sort(np.argsort(((self.template - mouth) ** 2).sum(-1))[:4])
 
     def neutral(self, speaker: int) -> np.ndarray:
         """A speaker's neutral face: the template plus a smooth identity offset."""

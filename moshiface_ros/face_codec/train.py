@@ -113,6 +113,8 @@ def train_codec(data: Path | str, out: Path | str, config: str = "paper", option
         optimizer.load_state_dict(state["optimizer"])
         history, first_epoch = state["history"], state["epoch"]
         torch.set_rng_state(state["rng"])
+        if first_epoch >= options.epochs:
+            raise MoshifaceError(f"{out} is already trained for {first_epoch} epochs; ask for more with --epochs")
     generator = torch.Generator().manual_seed(options.seed + first_epoch)
     loader = torch.utils.data.DataLoader(train_windows, batch_size=options.batch_size, shuffle=True,
                                          generator=generator)
@@ -122,8 +124,6 @@ def train_codec(data: Path | str, out: Path | str, config: str = "paper", option
         entry = {"epoch": epoch + 1, "train": train, "validation": evaluate_codec(codec, validation, lips)}
         history.append(entry)
         _save(out, codec, optimizer, history, options)
-    if not history:
-        raise MoshifaceError(f"{out} is already trained for {first_epoch} epochs; ask for more with --epochs")
     return history[-1]
 
 
