@@ -6,6 +6,13 @@ CPU (always): the tiny random model on one thread, and the cost outside the mode
 frames, converting the step's messages, serialising and writing them to an MCAP bag,
 and writing robot.wav. Target: overhead outside the model <= 2 ms per step.
 
+Moshi-Face against audio-only Moshi, in the same run: on the CPU the tiny configuration
+(the tiny model with and without its face streams, same Moshi weights); on a GPU Moshi's
+7B architecture with random bf16 weights, extended with the default Face Transformer
+(the extension shares the audio-only model's weights, so both fit at once), CUDA graphs
+on. Targets: the face path adds <= 5 % to an LM step, and a whole Moshi-Face step stays
+<= 25 ms on an H100/H200-class GPU.
+
 GPU (when CUDA is present): Moshi's 7B architecture (moshiko) with random bf16 weights
 and full-size Mimi, built on the device (no weights travel), timed per step with and
 without CUDA graphs: the LM step alone and the whole step (Mimi encode + LM + decode).
@@ -46,19 +53,21 @@ def timed(fn, *args) -> tuple[float, object]:
 
 
 def time_engine(models: SpeechModels, steps: int, cuda_graphs: bool = True) -> tuple[list[float], list[float]]:
-    """Per-step times of the LM step alone and of the whole engine step."""
+    """Per-step times of the LM step alone and of the whole engine step (a Moshi-Face
+    model also gets the user's face tokens every step)."""
     cuda = next(models.lm.parameters()).device.type == "cuda"
     sync = torch.cuda.synchronize if cuda else (lambda: None)
     speech = synthetic_speech(steps * FRAME_SIZE / 24000, 24000, seed=0)
+    faces = np.random.default_rng(0).integers(0, 256, (steps, 8))
     lm_times, step_times = [], []
     with SpeechEngine(models, seed=0, cuda_graphs=cuda_graphs) as engine:
         engine.warmup(8)  # on CUDA this captures the graphs
         plain_step = engine._gen.step
 
-        def lm_step(tokens):
+        def lm_step(*args):
             sync()
             start = time.perf_counter()
-            out = plain_step(tokens)
+            out = plain_step(*args)
             sync()
             lm_times.append(time.perf_counter() - start)
             return out
@@ -68,7 +77,7 @@ def time_engine(models: SpeechModels, steps: int, cuda_graphs: bool = True) -> t
             for i in range(steps):
                 sync()
                 start = time.perf_counter()
-                engine.step(speech[i * FRAME_SIZE:(i + 1) * FRAME_SIZE])
+                engine.step(speech[i * FRAME_SIZE:(i + 1) * FRAME_SIZE], faces[i] if engine.has_face else None)
                 sync()
                 step_times.append(time.perf_counter() - start)
         finally:
@@ -81,6 +90,22 @@ def bench_tiny_model(steps: int) -> None:
     lm_times, step_times = time_engine(build_tiny(), steps)
     stats("cpu tiny LM step (1 thread)", lm_times)
     stats("cpu tiny whole step, Mimi encode + LM + Mimi decode (1 thread)", step_times)
+
+
+def face_overhead(label: str, audio_only: list[float], face: list[float], target: str) -> None:
+    base, ours = np.percentile(audio_only, 50), np.percentile(face, 50)
+    print(f"{label}: audio-only p50 {base * 1e3:.3f} ms, Moshi-Face p50 {ours * 1e3:.3f} ms, "
+          f"ratio {ours / base:.3f} (+{(ours / base - 1) * 100:.1f} %; {target})")
+
+
+def bench_tiny_face(steps: int) -> None:
+    """The tiny model with and without its face streams (the same Moshi weights)."""
+    torch.set_num_threads(1)
+    plain_lm, _ = time_engine(build_tiny(face=False), steps)
+    face_lm, _ = time_engine(build_tiny(), steps)
+    stats("cpu tiny audio-only Moshi LM step (1 thread)", plain_lm)
+    stats("cpu tiny Moshi-Face LM step (1 thread)", face_lm)
+    face_overhead("cpu tiny face path", plain_lm, face_lm, "the 7B target is on the GPU")
 
 
 def bench_overhead(steps: int) -> None:
@@ -129,6 +154,33 @@ def moshiko_random(device: str) -> SpeechModels:
     return SpeechModels(mimi, lm, None, "moshiko 7B architecture, random bf16 weights")
 
 
+def moshiko_face_random(audio_only: SpeechModels) -> SpeechModels:
+    """Moshi-Face over the same random 7B weights (shared, not copied): default Face
+    Transformer, face input embeddings drawn like Moshi's own."""
+    from moshi.models import loaders
+
+    from moshiface_ros.face_lm.config import FaceConfig
+    from moshiface_ros.face_lm.weights import extend_lm
+
+    lm, _ = extend_lm(audio_only.lm, loaders._lm_kwargs, FaceConfig(input_init="normal"))
+    return SpeechModels(audio_only.mimi, lm, None, "Moshi-Face on the moshiko 7B architecture, random bf16 weights")
+
+
+def bench_gpu_face(models: SpeechModels, steps: int) -> None:
+    """Audio-only Moshi and Moshi-Face on the 7B architecture, CUDA graphs on, same run."""
+    face_models = moshiko_face_random(models)
+    extra = sum(p.numel() for n, p in face_models.lm.named_parameters() if n.startswith(("face_emb.", "face_transformer.")))
+    print(f"gpu Moshi-Face extension: {extra / 1e6:.1f} M face parameters")
+    plain_lm, plain_step = time_engine(models, steps, cuda_graphs=True)
+    face_lm, face_step = time_engine(face_models, steps, cuda_graphs=True)
+    stats("gpu audio-only Moshi LM step, with CUDA graphs", plain_lm)
+    stats("gpu Moshi-Face LM step (temporal + depth + Face Transformer), with CUDA graphs", face_lm)
+    stats("gpu audio-only Moshi whole step, with CUDA graphs", plain_step)
+    stats("gpu Moshi-Face whole step (Mimi encode + LM + Mimi decode), with CUDA graphs (target <= 25 ms)", face_step)
+    face_overhead("gpu face path, LM step", plain_lm, face_lm, "target <= 5 %")
+    face_overhead("gpu face path, whole step", plain_step, face_step, "target <= 5 %")
+
+
 def bench_gpu(steps: int) -> None:
     print(f"gpu: {torch.cuda.get_device_name()}, torch {torch.__version__}")
     start = time.perf_counter()
@@ -142,6 +194,7 @@ def bench_gpu(steps: int) -> None:
         lm_times, step_times = time_engine(models, steps, cuda_graphs=graphs)
         stats(f"gpu moshiko LM step (temporal + depth), {label}", lm_times)
         stats(f"gpu moshiko whole step (Mimi encode + LM + Mimi decode), {label}", step_times)
+    bench_gpu_face(models, steps)
 
 
 def main() -> None:
@@ -151,6 +204,7 @@ def main() -> None:
     parser.add_argument("--no-gpu", action="store_true", help="skip the GPU figures")
     args = parser.parse_args()
     bench_tiny_model(args.steps)
+    bench_tiny_face(args.steps)
     bench_overhead(args.steps)
     if torch.cuda.is_available() and not args.no_gpu:
         bench_gpu(args.gpu_steps)

@@ -1,9 +1,166 @@
-"""``moshiface`` commands of this group (see cli.py). Not yet any."""
+"""``moshiface train``, ``moshiface data prepare`` and ``moshiface eval``: the Moshi-Face
+dialogue model (see docs/moshi-face.md). Heavy imports happen inside the handlers."""
 
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
+
+from ..errors import MoshifaceError
 
 
 def register(commands: argparse._SubParsersAction) -> None:
     """Adds this group's parsers to ``commands``; each sets its own ``handler``."""
+    _register_train(commands)
+    _register_data(commands)
+    _register_eval(commands)
+
+
+def _register_train(commands: argparse._SubParsersAction) -> None:
+    p = commands.add_parser(
+        "train", help="train Moshi-Face (stage 1: Face Transformer; stage 2: everything)",
+        description="Stage 1 freezes the RQ-Transformer and trains the Face Transformer (lr 5e-4, batch 32, "
+                    "500 steps); stage 2 fine-tunes everything (lr 2e-6 / 4e-6 / 1e-5, batch 16, 1,200 steps). "
+                    "Run under torchrun on several GPUs to shard the model with FSDP.")
+    p.add_argument("--stage", type=int, required=True, choices=(1, 2))
+    p.add_argument("--data", type=Path, required=True, help="directory written by `moshiface data prepare`")
+    p.add_argument("--out", type=Path, required=True, help="output directory (checkpoints, final/, loss.png)")
+    p.add_argument("--model", default="tiny",
+                   help="starting model: tiny, a checkpoint DIR or hf:OWNER/NAME (stage 2: stage 1's OUT/final)")
+    p.add_argument("--steps", type=int, default=None, help="optimizer steps (default: the stage's)")
+    p.add_argument("--batch-size", type=int, default=None, help="crops per optimizer step (default: the stage's)")
+    p.add_argument("--micro-batch", type=int, default=4, help="crops per forward pass (gradient accumulation)")
+    p.add_argument("--seq-len", type=int, default=250, help="steps per crop (12.5 per second; default %(default)s)")
+    p.add_argument("--lr-temporal", type=float, default=None)
+    p.add_argument("--lr-depth", type=float, default=None)
+    p.add_argument("--lr-face", type=float, default=None)
+    p.add_argument("--face-weight", type=float, default=1.0, help="lambda of the face loss (default %(default)s)")
+    p.add_argument("--warmup-steps", type=int, default=0)
+    p.add_argument("--weight-decay", type=float, default=0.0)
+    p.add_argument("--grad-clip", type=float, default=1.0)
+    p.add_argument("--eval-every", type=int, default=100)
+    p.add_argument("--save-every", type=int, default=100)
+    p.add_argument("--user-face-dropout", type=float, default=0.0,
+                   help="probability of hiding the user's face for a crop (teaches the absent-face case)")
+    p.add_argument("--stage1-face-inputs", action="store_true",
+                   help="stage 1 also trains the face input embeddings of the temporal transformer")
+    p.add_argument("--no-prev-face-tokens", action="store_true",
+                   help="ablation: no previous-step face tokens in the Face Transformer's queries (stage 1, or "
+                        "stage 2 from plain Moshi)")
+    p.add_argument("--activation-checkpointing", action="store_true")
+    p.add_argument("--device", default="auto")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--resume", action="store_true", help="continue from the last checkpoint in --out")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.set_defaults(handler=cmd_train)
+
+
+def _register_data(commands: argparse._SubParsersAction) -> None:
+    data = commands.add_parser("data", help="prepare dialogue data for Moshi-Face")
+    sub = data.add_subparsers(dest="data_command", required=True, metavar="ACTION")
+    p = sub.add_parser("prepare", help="tokenize audiovisual dialogues (text, Mimi audio, face codec)",
+                       description="Each dialogue directory holds <speaker>.wav and <speaker>.npy for two speakers "
+                                   "and transcript.json; see docs/moshi-face.md.")
+    p.add_argument("--dialogues", type=Path, required=True, help="a dialogue directory, or a directory of them")
+    p.add_argument("--out", type=Path, required=True)
+    p.add_argument("--codec", type=Path, required=True, help="face codec checkpoint directory")
+    p.add_argument("--model", default="tiny", help="the speech model whose Mimi and tokenizer to use")
+    p.add_argument("--tokenizer", type=Path, default=None, help="SentencePiece model (default: the model's)")
+    p.add_argument("--test-list", type=Path, default=None,
+                   help="file of dialogue names held out for test (those the face codec never saw)")
+    p.add_argument("--test-count", type=int, default=None, help="draw this many test dialogues instead")
+    p.add_argument("--window-steps", type=int, default=250, help="face codec window in steps")
+    p.add_argument("--device", default="auto")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--overwrite", action="store_true", help="tokenize again dialogues already done")
+    p.add_argument("--quiet", action="store_true")
+    p.set_defaults(handler=cmd_data_prepare)
+
+
+def _register_eval(commands: argparse._SubParsersAction) -> None:
+    p = commands.add_parser("eval", help="teacher-forced and free-run evaluation of a Moshi-Face model",
+                            description="Writes results.json and eval.png: MVE/LVE and audio-visual sync "
+                                        "(teacher-forced), sync of two models talking (free-run).")
+    p.add_argument("--data", type=Path, required=True, help="prepared data (its test split is used)")
+    p.add_argument("--model", required=True, help="Moshi-Face checkpoint DIR (or tiny)")
+    p.add_argument("--codec", type=Path, required=True, help="face codec checkpoint directory")
+    p.add_argument("--out", type=Path, required=True)
+    p.add_argument("--regions", type=Path, default=None, help="vertex regions YAML with 'lips'")
+    p.add_argument("--mode", default="teacher-forced,free-run", help="teacher-forced, free-run, or both (comma)")
+    p.add_argument("--max-dialogues", type=int, default=None)
+    p.add_argument("--max-steps", type=int, default=None, help="steps per test conversation (default: all)")
+    p.add_argument("--free-runs", type=int, default=4)
+    p.add_argument("--free-run-steps", type=int, default=250)
+    p.add_argument("--device", default="auto")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--quiet", action="store_true")
+    p.set_defaults(handler=cmd_eval)
+
+
+def _threads(device: str) -> None:
+    import torch
+
+    if device in ("auto", "cpu") and not torch.cuda.is_available():
+        torch.set_num_threads(min(torch.get_num_threads(), 4))
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    from ..face_lm.train import TrainConfig, run_training
+
+    face = {"use_prev_tokens": False} if args.no_prev_face_tokens else {}
+    config = TrainConfig(
+        stage=args.stage, data=args.data, out=args.out, model=args.model, steps=args.steps,
+        batch_size=args.batch_size, micro_batch=args.micro_batch, seq_len=args.seq_len,
+        lr_temporal=args.lr_temporal, lr_depth=args.lr_depth, lr_face=args.lr_face, face_weight=args.face_weight,
+        warmup_steps=args.warmup_steps, weight_decay=args.weight_decay, grad_clip=args.grad_clip,
+        eval_every=args.eval_every, save_every=args.save_every, user_face_dropout=args.user_face_dropout,
+        stage1_face_inputs=args.stage1_face_inputs, activation_checkpointing=args.activation_checkpointing,
+        device=args.device, seed=args.seed, resume=args.resume, progress=not args.quiet, face=face)
+    summary = run_training(config)
+    if summary:
+        last = summary["last_loss"]
+        print(f"stage {summary['stage']}: {summary['steps']} steps on {summary['processes']} process(es); "
+              f"last loss total {last['total']:.4f} (text {last['text']:.4f}, audio {last['audio']:.4f}, "
+              f"face {last['face']:.4f})")
+        print(f"model:   {summary['final']}")
+        print(f"losses:  {args.out / 'loss.png'}, {args.out / 'history.jsonl'}")
+    return 0
+
+
+def cmd_data_prepare(args: argparse.Namespace) -> int:
+    from ..face_lm.data import PrepareConfig, run_prepare
+
+    if args.test_count is not None and args.test_count < 1:
+        raise MoshifaceError("--test-count must be at least 1")
+    summary = run_prepare(PrepareConfig(
+        dialogues=args.dialogues, out=args.out, codec=args.codec, model=args.model, tokenizer=args.tokenizer,
+        device=args.device, test_list=args.test_list, test_count=args.test_count, seed=args.seed,
+        window_steps=args.window_steps, overwrite=args.overwrite, progress=not args.quiet))
+    if summary.get("rank", 0) == 0:
+        print(f"dialogues: {summary['dialogues']} (train {summary['train']}, valid {summary['valid']}, "
+              f"test {summary['test']}); tokens in {args.out / 'tokens'}")
+    return 0
+
+
+def cmd_eval(args: argparse.Namespace) -> int:
+    from ..face_lm.evaluate import EvalConfig, run_eval
+
+    _threads(args.device)
+    modes = tuple(m.strip() for m in args.mode.split(",") if m.strip())
+    results = run_eval(EvalConfig(
+        data=args.data, model=args.model, codec=args.codec, out=args.out, regions=args.regions, modes=modes,
+        max_dialogues=args.max_dialogues, max_steps=args.max_steps, free_runs=args.free_runs,
+        free_run_steps=args.free_run_steps, device=args.device, seed=args.seed, progress=not args.quiet))
+    tf = results.get("teacher_forced")
+    if tf:
+        print(f"teacher-forced ({tf['conversations']} conversations): MVE {tf['mve_x1e-3']:.3f}, "
+              f"LVE {tf['lve_x1e-3']:.3f} (x1e-3)")
+        for key, s in tf["sync"].items():
+            print(f"  sync {key}: lag {s['lag_ms']:.0f} ms, peak corr {s['corr_peak']:.3f}, corr at 0 {s['corr_zero']:.3f}")
+    fr = results.get("free_run")
+    if fr:
+        s = fr["sync"]
+        print(f"free-run ({fr['conversations']} conversations): lag {s['lag_ms']:.0f} ms, "
+              f"peak corr {s['corr_peak']:.3f}, corr at 0 {s['corr_zero']:.3f}")
+    print(f"results: {args.out / 'results.json'}, plot: {args.out / 'eval.png'}")
+    return 0

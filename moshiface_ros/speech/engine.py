@@ -1,5 +1,6 @@
-"""The streaming speech engine: one 80 ms step = 1920 user samples in, 1920 robot samples
-and at most one text token out.
+"""The streaming speech engine: one 80 ms step = 1920 user samples (and, for a Moshi-Face
+model, the user's 8 face tokens) in; 1920 robot samples, at most one text token and, for a
+Moshi-Face model, the robot's 8 face tokens out.
 
 Mimi encodes the user's audio to 8 tokens, Moshi's ``LMGen`` advances the temporal and
 depth transformers one step (text token + 8 robot audio tokens), and Mimi decodes the
@@ -9,6 +10,13 @@ moshi captures each part in a CUDA graph after the first call; ``cuda_graphs=Fal
 runs them eagerly (for debugging or profiling). On the CPU, moshi's lazy ``torch.compile``
 is switched off: compiling costs seconds to minutes on the first step and gains nothing
 for small models.
+
+With a Moshi-Face LM (``face_lm.model.FaceLMModel``) the engine drives ``FaceLMGen``
+instead of ``LMGen``: the Face Transformer runs inside the depth transformer's CUDA
+graph. When the user's face is not seen (``user_face_tokens=None``: no camera, no face in
+view, tracking lost), the user's face streams carry Moshi's "zero token" (-1), whose
+embedding is exactly zero: the model hears the user but gets no visual input, which is
+also how an audio-only Moshi sees every conversation.
 """
 
 from __future__ import annotations
@@ -23,6 +31,9 @@ from moshi.utils.compile import no_compile, no_cuda_graph
 
 from .models import SpeechModels
 
+FACE_TOKENS = 8  # face codec tokens per step (N)
+FACE_CARD = 256  # face codec codebook size (K)
+
 SAMPLE_RATE = 24000
 FRAME_SIZE = 1920  # samples per step: 80 ms at 24 kHz, 12.5 steps per second
 
@@ -35,6 +46,8 @@ class Sampling:
     text_temperature: float = 0.7
     top_k: int = 250
     text_top_k: int = 25
+    face_temperature: float = 0.8  # the face stream's own sampling (Moshi-Face models)
+    face_top_k: int = 100
 
 
 @dataclass
@@ -47,6 +60,7 @@ class StepOutput:
     text_token: int | None  # None for the first step(s): the audio streams lag the text by one
     text_piece: str | None  # None when the token is padding (the robot says nothing new)
     audio_tokens: np.ndarray | None  # (8,) robot audio tokens, None while warming up
+    face_tokens: np.ndarray | None = None  # (8,) robot face tokens; None for audio-only models or warming up
 
 
 class SpeechEngine:
@@ -71,13 +85,17 @@ class SpeechEngine:
         self.cuda_graphs = cuda_graphs
         self.device = next(models.lm.parameters()).device
         self._mimi = models.mimi
-        self._gen = LMGen(
-            models.lm,
-            temp=sampling.temperature,
-            temp_text=sampling.text_temperature,
-            top_k=sampling.top_k,
-            top_k_text=sampling.text_top_k,
-        )
+        gen_kwargs = dict(temp=sampling.temperature, temp_text=sampling.text_temperature,
+                          top_k=sampling.top_k, top_k_text=sampling.text_top_k)
+        self._face_tokens = 0
+        if _has_face(models.lm):
+            from ..face_lm.generate import FaceLMGen
+
+            self._gen = FaceLMGen(models.lm, face_temp=sampling.face_temperature,
+                                  face_top_k=sampling.face_top_k, **gen_kwargs)
+            self._face_tokens = models.lm.face_config.n_tokens
+        else:
+            self._gen = LMGen(models.lm, **gen_kwargs)
         self._padding_ids = {models.lm.text_padding_token_id, models.lm.end_of_text_padding_id}
         self._silence = np.zeros(FRAME_SIZE, dtype=np.float32)
         if models.mimi.is_streaming or models.lm.is_streaming:
@@ -97,6 +115,16 @@ class SpeechEngine:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+    @property
+    def has_face(self) -> bool:
+        """Whether the model takes the user's face tokens and returns the robot's."""
+        return self._face_tokens > 0
+
+    @property
+    def face_tokens_per_step(self) -> int:
+        """N: face tokens per step (0 for an audio-only model)."""
+        return self._face_tokens
 
     @property
     def max_delay(self) -> int:
@@ -141,22 +169,47 @@ class SpeechEngine:
             stack.enter_context(no_compile())
         return stack
 
-    def step(self, pcm: np.ndarray) -> StepOutput:
-        """Advances the conversation by 80 ms; ``pcm`` is 1920 mono samples at 24 kHz."""
+    def _user_face(self, tokens: np.ndarray | None) -> torch.Tensor | None:
+        """Checks the user's face tokens; None stays None (the absent face, see above)."""
+        if tokens is None or not self.has_face:
+            return None
+        array = np.asarray(tokens)
+        if array.shape != (self._face_tokens,) or not np.issubdtype(array.dtype, np.integer):
+            raise ValueError(f"user face tokens must be {self._face_tokens} integers, got "
+                             f"shape {array.shape} of {array.dtype}")
+        card = self.models.lm.face_config.card
+        if array.min() < 0 or array.max() >= card:
+            raise ValueError(f"user face tokens must lie in [0, {card}), got {array.min()}..{array.max()}")
+        return torch.from_numpy(array.astype(np.int64)).to(self.device).view(1, -1, 1)
+
+    def step(self, pcm: np.ndarray, user_face_tokens: np.ndarray | None = None) -> StepOutput:
+        """Advances the conversation by 80 ms; ``pcm`` is 1920 mono samples at 24 kHz.
+
+        ``user_face_tokens``: the user's N face tokens for this step (Moshi-Face models;
+        ignored by audio-only ones); None when the user's face is not seen.
+        """
         pcm = np.asarray(pcm, dtype=np.float32)
         if pcm.shape != (FRAME_SIZE,):
             raise ValueError(f"a step takes {FRAME_SIZE} mono samples, got shape {pcm.shape}")
+        user_face = self._user_face(user_face_tokens)
+        face = None
         with self._contexts():
             user = torch.from_numpy(pcm).to(self.device).view(1, 1, FRAME_SIZE)
             user_codes = self._mimi.encode(user)
-            tokens = self._gen.step(user_codes)
+            if self.has_face:
+                tokens = self._gen.step(user_codes, user_face)
+            else:
+                tokens = self._gen.step(user_codes)
             if tokens is None:
                 out_pcm, text, audio = self._silence.copy(), None, None
             else:
-                robot = self._mimi.decode(tokens[:, 1:])
+                dep_q = self.models.lm.dep_q
+                robot = self._mimi.decode(tokens[:, 1:1 + dep_q])
                 out_pcm = robot.view(-1).clamp_(-1.0, 1.0).float().cpu().numpy()
                 text = int(tokens[0, 0, 0])
-                audio = tokens[0, 1:, 0].cpu().numpy().astype(np.int64)
+                audio = tokens[0, 1:1 + dep_q, 0].cpu().numpy().astype(np.int64)
+                if self.has_face:
+                    face = tokens[0, 1 + dep_q:, 0].cpu().numpy().astype(np.int64)
         output = StepOutput(
             step=self.steps,
             pcm=out_pcm,
@@ -164,6 +217,13 @@ class SpeechEngine:
             text_token=text,
             text_piece=None if text is None else self.piece(text),
             audio_tokens=audio,
+            face_tokens=face,
         )
         self.steps += 1
         return output
+
+
+def _has_face(lm: torch.nn.Module) -> bool:
+    from ..face_lm.model import FaceLMModel
+
+    return isinstance(lm, FaceLMModel)

@@ -1,9 +1,11 @@
 """Where the speech models come from: a tiny random configuration, a local checkpoint
 directory, or a Hugging Face repository in Moshi's own format.
 
-``--model tiny`` needs no download and is what tests and CI use: Moshi's own classes
-(``LMModel``, ``MimiModel``) built small, with fixed random weights. Real weights load
-through moshi's ``CheckpointInfo`` so anything moshi can load, we can.
+``--model tiny`` needs no download and is what tests and CI use: a tiny **Moshi-Face**
+model (Moshi's ``LMModel`` extended with the face streams, see ``face_lm.model``) and a
+tiny ``MimiModel``, with fixed random weights. Real Moshi weights load through moshi's
+``CheckpointInfo`` so anything moshi can load, we can; a directory whose ``config.json``
+has a ``moshi_face`` section loads the extended model (see ``face_lm.weights``).
 """
 
 from __future__ import annotations
@@ -142,19 +144,32 @@ def _latents_reaching(book: Any, mimi: MimiModel, audio: torch.Tensor) -> torch.
     return torch.cat(seen)
 
 
-def build_tiny(device: str | torch.device = "cpu", dtype: torch.dtype = torch.float32) -> SpeechModels:
-    """The tiny random models; the same weights every time (fixed seed)."""
+def build_tiny(device: str | torch.device = "cpu", dtype: torch.dtype = torch.float32,
+               face: bool = True) -> SpeechModels:
+    """The tiny random models; the same weights every time (fixed seed).
+
+    ``face=True`` (the default) builds a tiny Moshi-Face LM, so the demo and the tests
+    have a face path; ``face=False`` Moshi's plain ``LMModel``. Both share every Moshi
+    weight (the face parameters are drawn after them).
+    """
+    from ..face_lm.config import tiny_face_config
+    from ..face_lm.model import build_face_lm
+
     lm_config, mimi_config = tiny_lm_config(), tiny_mimi_config()
     with torch.random.fork_rng(devices=[]), torch.no_grad(), no_compile():
         torch.manual_seed(TINY_WEIGHT_SEED)
         mimi = loaders.get_mimi(None, mimi_config, device="cpu", num_codebooks=8)
         _seed_codebooks(mimi)
-        lm = loaders.get_moshi_lm(None, lm_kwargs=lm_config, device="cpu", dtype=torch.float32)
+        if face:
+            lm = build_face_lm(lm_config, tiny_face_config(), device="cpu", dtype=torch.float32)
+        else:
+            lm = loaders.get_moshi_lm(None, lm_kwargs=lm_config, device="cpu", dtype=torch.float32)
+    kind = "Moshi-Face" if face else "Moshi"
     return SpeechModels(
         mimi=mimi.to(device).eval(),
         lm=lm.to(device=device, dtype=dtype).eval(),
         tokenizer=None,
-        description="tiny random model (no weights; output is noise-like)",
+        description=f"tiny random {kind} model (no weights; output is noise-like)",
         lm_config=lm_config,
         mimi_config=mimi_config,
     )
@@ -168,17 +183,26 @@ def save_checkpoint_dir(models: SpeechModels, directory: str | Path, tokenizer_f
 
     Layout (as in Kyutai's repositories): ``config.json`` (LM configuration plus the
     names of the other files), ``model.safetensors`` (LM), the Mimi weights, an optional
-    ``mimi_config.json`` and the SentencePiece text tokenizer when there is one.
+    ``mimi_config.json`` and the SentencePiece text tokenizer when there is one
+    (``tokenizer_file``, or the models' own). A Moshi-Face LM adds the ``moshi_face``
+    section to ``config.json`` (full weights, see ``face_lm.weights``).
     """
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
-    config = dict(models.lm_config or loaders._lm_kwargs)
+    from ..face_lm.weights import FACE_SECTION, face_section
+
+    config = {k: v for k, v in (models.lm_config or loaders._lm_kwargs).items() if k != FACE_SECTION}
     config.update(moshi_name=loaders.MOSHI_NAME, mimi_name=loaders.MIMI_NAME)
+    face = getattr(models.lm, "face_config", None)  # a Moshi-Face LM
+    if face is not None:
+        config[FACE_SECTION] = face_section(face, "full")
     if models.mimi_config is not None:
         (directory / "mimi_config.json").write_text(json.dumps(models.mimi_config, indent=1))
         config["mimi_config_name"] = "mimi_config.json"
     if tokenizer_file is not None:
         (directory / loaders.TEXT_TOKENIZER_NAME).write_bytes(Path(tokenizer_file).read_bytes())
+    elif models.tokenizer is not None:
+        (directory / loaders.TEXT_TOKENIZER_NAME).write_bytes(models.tokenizer.serialized_model_proto())
     (directory / "config.json").write_text(json.dumps(config, indent=1))
     save_file({k: v.contiguous() for k, v in models.lm.state_dict().items()}, str(directory / loaders.MOSHI_NAME))
     save_file({k: v.contiguous() for k, v in models.mimi.state_dict().items()}, str(directory / loaders.MIMI_NAME))
@@ -267,6 +291,11 @@ def load_speech_models(spec: ModelSpec, device: str | torch.device, dtype: torch
     if spec.kind == "tiny":
         return build_tiny(device, dtype)
     if spec.kind == "dir":
+        from ..face_lm.weights import read_face_section
+
+        section = read_face_section(Path(spec.location))
+        if section is not None:
+            return _load_face_dir(Path(spec.location), section, device, dtype)
         info = _checkpoint_from_dir(Path(spec.location))
         description = f"checkpoint directory {spec.location}"
     else:
@@ -280,6 +309,40 @@ def load_speech_models(spec: ModelSpec, device: str | torch.device, dtype: torch
         raise MoshifaceError(f"cannot load {description}: {first[:200]}") from exc
     tokenizer = info.get_text_tokenizer() if Path(info.tokenizer).is_file() else None
     return SpeechModels(mimi, lm.eval(), tokenizer, description, info.lm_config, info.mimi_config)
+
+
+def _load_face_dir(directory: Path, section: dict, device: str | torch.device, dtype: torch.dtype) -> SpeechModels:
+    """A Moshi-Face checkpoint directory: full weights, or face weights over a base model."""
+    from ..face_lm.config import FaceConfig
+    from ..face_lm.model import FaceLMModel
+    from ..face_lm.weights import FACE_SECTION, build_full_from_dir, extend_lm, load_face_weights
+
+    face = FaceConfig.from_dict(section["face"])
+    if section["weights"] == "face":
+        base = ModelSpec.parse(str(section["base"]))
+        if base.kind == "dir" and Path(base.location).resolve() == directory.resolve():
+            raise MoshifaceError(f"{directory}: a face-only checkpoint cannot be its own base")
+        models = load_speech_models(base, device, dtype)
+        if isinstance(models.lm, FaceLMModel):
+            if models.lm.face_config != face:
+                models.lm.face_config = face
+                models.lm.build_face_modules(device, dtype)
+        else:
+            models.lm, _ = extend_lm(models.lm, models.lm_config or loaders._lm_kwargs, face, device, dtype)
+        load_face_weights(models.lm, directory)
+        models.description = f"Moshi-Face {directory} over {models.description}"
+        return models
+    info = _checkpoint_from_dir(directory)
+    lm_config = {k: v for k, v in (info.lm_config or loaders._lm_kwargs).items() if k != FACE_SECTION}
+    try:
+        mimi = info.get_mimi(device=device)
+    except (RuntimeError, KeyError, ValueError, OSError) as exc:
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise MoshifaceError(f"cannot load the Mimi weights of {directory}: {first[:200]}") from exc
+    lm = build_full_from_dir(directory, lm_config, face, device, dtype)
+    tokenizer = info.get_text_tokenizer() if Path(info.tokenizer).is_file() else None
+    return SpeechModels(mimi, lm, tokenizer, f"Moshi-Face checkpoint directory {directory}", lm_config,
+                        info.mimi_config)
 
 
 # -- where the models run ----------------------------------------------------------------

@@ -1,0 +1,79 @@
+"""Configuration of the face pathway added to Moshi.
+
+The face codec produces ``n_tokens`` (N = 8) tokens per 80 ms step from a codebook of
+``card`` (K = 256) entries. The extended model reads 2N face streams (the robot's own
+previous face tokens, then the user's) and the Face Transformer writes N. Values not
+fixed by the paper (the Face Transformer's width and depth) are chosen to cost a small
+fraction of a 7B step: a 4-layer, 1024-wide transformer over 8 positions.
+"""
+
+from __future__ import annotations
+
+import copy
+from dataclasses import asdict, dataclass, fields
+from typing import Any
+
+from ..errors import MoshifaceError
+
+
+@dataclass(frozen=True)
+class FaceConfig:
+    """The face streams and the Face Transformer.
+
+    ``input_init``: how the temporal transformer's new face-stream embeddings start.
+    ``"zero"`` (the default for a model built on pretrained Moshi weights) makes the
+    extended model behave exactly like Moshi until training teaches it to use faces;
+    ``"normal"`` draws them like Moshi's own embeddings (tiny random test models, so the
+    user's face visibly changes the output).
+
+    ``use_prev_tokens``: add the previous step's face-token embeddings to the Face
+    Transformer's queries (the paper's "t-1 face token input"); off reproduces its ablation.
+    """
+
+    n_tokens: int = 8
+    card: int = 256
+    delay: int = 1  # face streams lag the text by one step, as Moshi's acoustic audio does
+    dim: int = 1024
+    num_heads: int = 16
+    num_layers: int = 4
+    dim_feedforward: int = 4224
+    use_prev_tokens: bool = True
+    input_init: str = "zero"
+
+    def __post_init__(self) -> None:
+        if self.n_tokens < 1 or self.card < 2:
+            raise MoshifaceError(f"face config: n_tokens {self.n_tokens} and card {self.card} must be positive")
+        if self.dim % self.num_heads:
+            raise MoshifaceError(f"face config: dim {self.dim} is not a multiple of num_heads {self.num_heads}")
+        if self.input_init not in ("zero", "normal"):
+            raise MoshifaceError(f"face config: input_init must be 'zero' or 'normal', got {self.input_init!r}")
+        if self.delay < 0:
+            raise MoshifaceError(f"face config: delay must be >= 0, got {self.delay}")
+
+    @property
+    def initial_token_id(self) -> int:
+        """Input id meaning "no face token yet" (start of a conversation)."""
+        return self.card
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> "FaceConfig":
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(data) - known)
+        if unknown:
+            raise MoshifaceError(f"face config: unknown field(s) {', '.join(unknown)}")
+        return cls(**data)
+
+
+def tiny_face_config() -> FaceConfig:
+    """A Face Transformer for the tiny random LM: same streams, a few thousand weights."""
+    return FaceConfig(dim=64, num_heads=4, num_layers=2, dim_feedforward=128, input_init="normal")
+
+
+def tiny_lm_kwargs() -> dict[str, Any]:
+    """The tiny LM configuration the speech engine uses (one definition for both)."""
+    from ..speech.models import tiny_lm_config
+
+    return copy.deepcopy(tiny_lm_config())
