@@ -49,6 +49,8 @@ def _add_model_options(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--text-temperature", type=float, default=0.7, help="text sampling temperature")
     group.add_argument("--top-k", type=int, default=250, help="audio top-k")
     group.add_argument("--text-top-k", type=int, default=25, help="text top-k")
+    group.add_argument("--codec", default="tiny",
+                       help="face codec of a Moshi-Face model: tiny (random) or a causal codec checkpoint DIR")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -60,6 +62,14 @@ def build_parser() -> argparse.ArgumentParser:
                               description="Step the speech model over a user WAV (any rate or channel count) "
                                           "and write robot.wav, text.jsonl, summary.json and a rosbag2 (MCAP).")
     run.add_argument("--user-audio", required=True, type=Path, metavar="FILE", help="the user's speech, a WAV file")
+    run.add_argument("--user-face", type=Path, default=None, metavar="FILE",
+                     help="the user's face: .npy (frames, vertices, 3) displacements at 25 fps")
+    run.add_argument("--user-video", type=Path, default=None, metavar="FILE",
+                     help="the user's face as a video, tracked to FLAME (with VHAP's teeth) at 25 fps")
+    run.add_argument("--flame", default="synthetic", metavar="PKL",
+                     help="FLAME model for --user-video (default: synthetic, a stand-in; see docs/face-tracking.md)")
+    run.add_argument("--embedding", type=Path, default=None, metavar="NPZ",
+                     help="landmark embedding of that FLAME model (moshiface flame embedding)")
     run.add_argument("--out", type=Path, default=None, metavar="DIR",
                      help="output directory (default: moshiface-session-<date>-<time>)")
     run.add_argument("--overwrite", action="store_true", help="replace a session already in --out")
@@ -105,6 +115,9 @@ def _run_config(args: argparse.Namespace, **overrides: Any):
         sampling=Sampling(getattr(args, "temperature", 0.8), getattr(args, "text_temperature", 0.7),
                           getattr(args, "top_k", 250), getattr(args, "text_top_k", 25)),
         overwrite=getattr(args, "overwrite", False), progress=not args.quiet,
+        user_face=getattr(args, "user_face", None), codec=getattr(args, "codec", "tiny"),
+        user_video=getattr(args, "user_video", None), flame=getattr(args, "flame", "synthetic"),
+        embedding=getattr(args, "embedding", None),
     )
     values.update(overrides)
     return RunConfig(**values)
@@ -121,6 +134,10 @@ def _report(summary: dict[str, Any], out: Path) -> None:
     print(f"robot audio: {out / 'robot.wav'}")
     print(f"robot text:  {out / 'text.jsonl'}")
     print(f"summary:     {out / 'summary.json'}")
+    if summary.get("face"):
+        face = summary["face"]
+        print(f"robot face:  {face['robot_face_frames']} frames at 25 fps in the bag "
+              f"(codec {face['codec']}; user face seen on {face['user_steps_with_face']} steps)")
     print(f"bag:         {out / 'bag'} ({counts})")
     if summary["interrupted"]:
         print(f"interrupted by {summary['signal']}: outputs hold the steps before it")
@@ -169,10 +186,27 @@ def cmd_demo(args: argparse.Namespace) -> int:
         raise MoshifaceError(f"cannot write the demo input {user_wav}: {exc.strerror or exc}") from exc
     print(f"user audio:  {user_wav} (generated speech-like signal, {args.seconds:g} s at {rate} Hz)")
     args.user_audio = user_wav
+    args.user_face = _demo_user_face(args.out, args.seconds, args.seed) if model == "tiny" else None
     config = _run_config(args, model=model, overwrite=True)
     summary = run_session(config)
     _report(summary, config.out)
     return _exit_code(summary)
+
+
+def _demo_user_face(out: Path, seconds: float, seed: int) -> Path:
+    """Synthetic FLAME-like user face motion for the demo's tiny Moshi-Face model."""
+    import numpy as np
+
+    from .face_codec.synthetic import SyntheticFace
+
+    path = out / "user_face.npy"
+    motion = SyntheticFace(vertices=5143).motion(int(seconds * 25), seed=seed)
+    try:
+        np.save(path, motion)
+    except OSError as exc:
+        raise MoshifaceError(f"cannot write the demo input {path}: {exc.strerror or exc}") from exc
+    print(f"user face:   {path} (synthetic FLAME-like motion, {len(motion)} frames at 25 fps)")
+    return path
 
 
 def main(argv: Sequence[str] | None = None) -> int:

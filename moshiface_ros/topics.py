@@ -2,6 +2,7 @@
 
 USER_AUDIO = "/moshiface/user/audio"
 USER_FACE = "/moshiface/user/face"
+USER_FACE_TOKENS = "/moshiface/user/face_tokens"
 ROBOT_AUDIO = "/moshiface/robot/audio"
 ROBOT_TEXT = "/moshiface/robot/text"
 ROBOT_FACE = "/moshiface/robot/face"

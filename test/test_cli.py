@@ -237,7 +237,7 @@ def test_signal_while_the_model_loads_leaves_nothing(tmp_path, env, long_wav, si
 # -- the demo --------------------------------------------------------------------------
 
 
-DEMO_FILES = ("user.wav",) + SESSION_FILES
+DEMO_FILES = ("user.wav", "user_face.npy") + SESSION_FILES
 
 
 def test_demo_runs_twice_into_the_same_dir(tmp_path, env, read_session):

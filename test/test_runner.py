@@ -29,6 +29,9 @@ from moshiface_ros.runner.pipeline import RunConfig, run_session  # noqa: E402
 USER_AUDIO = "/moshiface/user/audio"
 ROBOT_AUDIO = "/moshiface/robot/audio"
 ROBOT_TEXT = "/moshiface/robot/text"
+# The tiny model is a Moshi-Face model, so every session also has the face path's streams.
+FACE_TOPICS = {"/moshiface/user/face_tokens", "/moshiface/robot/face_tokens", "/moshiface/robot/face",
+               "/moshiface/user/face"}
 AUDIO_TYPE = "moshiface_ros/msg/AudioChunk"
 TEXT_TYPE = "moshiface_ros/msg/DialogueText"
 STEP_NS = 80_000_000
@@ -92,7 +95,7 @@ def test_bag_is_version_8_mcap(session):
     assert all(name.endswith(".mcap") for name in info["relative_file_paths"])
     assert info["message_count"] == sum(session["summary"]["messages"].values())
     by_topic = {t["topic_metadata"]["name"]: t for t in info["topics_with_message_count"]}
-    assert set(by_topic) == {USER_AUDIO, ROBOT_AUDIO, ROBOT_TEXT}
+    assert set(by_topic) == {USER_AUDIO, ROBOT_AUDIO, ROBOT_TEXT} | FACE_TOPICS
     for topic, count in session["summary"]["messages"].items():
         assert by_topic[topic]["message_count"] == count
         assert by_topic[topic]["topic_metadata"]["serialization_format"] == "cdr"
@@ -116,7 +119,7 @@ def test_summary_file_matches_returned_summary(session):
 
 def test_message_counts_match_summary(session):
     bag, summary = session["bag"], session["summary"]
-    assert set(bag) == {USER_AUDIO, ROBOT_AUDIO, ROBOT_TEXT}
+    assert set(bag) == {USER_AUDIO, ROBOT_AUDIO, ROBOT_TEXT} | FACE_TOPICS
     counts = {topic: len(messages) for topic, messages in bag.items()}
     assert counts == summary["messages"]
     assert counts[USER_AUDIO] == counts[ROBOT_AUDIO] == summary["steps"]

@@ -16,9 +16,14 @@ from typing import Any
 
 from ..audio.wav import WavWriter
 from ..errors import MoshifaceError
-from ..messages.types import AudioChunk, DialogueText
+from ..messages.types import AudioChunk, DialogueText, FaceFrame, FaceTokens
 from ..recording.bag import SessionBag
-from ..topics import ROBOT_AUDIO, ROBOT_TEXT, USER_AUDIO
+from ..topics import (ROBOT_AUDIO, ROBOT_FACE, ROBOT_FACE_TOKENS, ROBOT_TEXT, USER_AUDIO, USER_FACE,
+                      USER_FACE_TOKENS)
+
+# The face topics a session with a face path records, and their message types.
+FACE_TOPICS = ((USER_FACE, FaceFrame), (USER_FACE_TOKENS, FaceTokens), (ROBOT_FACE_TOKENS, FaceTokens),
+               (ROBOT_FACE, FaceFrame))
 
 ROBOT_WAV = "robot.wav"
 TEXT_JSONL = "text.jsonl"
@@ -54,11 +59,12 @@ def prepare_output_dir(out: Path, overwrite: bool = False) -> bool:
 class SessionOutputs:
     """Writes robot.wav, text.jsonl and the bag as the session steps."""
 
-    def __init__(self, out: Path, sample_rate: int, created_dir: bool) -> None:
+    def __init__(self, out: Path, sample_rate: int, created_dir: bool, face: bool = False) -> None:
         self.out = out
         self._created_dir = created_dir
         self.bag = SessionBag(out / BAG_DIR)
-        for topic, kind in ((USER_AUDIO, AudioChunk), (ROBOT_AUDIO, AudioChunk), (ROBOT_TEXT, DialogueText)):
+        topics = ((USER_AUDIO, AudioChunk), (ROBOT_AUDIO, AudioChunk), (ROBOT_TEXT, DialogueText))
+        for topic, kind in topics + (FACE_TOPICS if face else ()):
             self.bag.add_topic(topic, kind)
         self.wav = WavWriter(out / ROBOT_WAV, sample_rate, channels=1)
         self.text = (out / TEXT_JSONL).open("w", encoding="utf-8")
@@ -74,6 +80,10 @@ class SessionOutputs:
         self.bag.write(ROBOT_TEXT, text)
         line = {"step": text.step, "time": round(time_s, 6), "token": text.token_id, "piece": text.piece}
         self.text.write(json.dumps(line, ensure_ascii=False) + "\n")
+
+    def write(self, topic: str, message: object) -> None:
+        """Any other recorded stream (face frames, face tokens, ...)."""
+        self.bag.write(topic, message)
 
     def finish(self, summary: dict[str, Any]) -> dict[str, Any]:
         """Closes everything and writes the summary, with the bag's message counts added

@@ -1,4 +1,5 @@
-"""The embedded runner: user audio in, the robot's audio and text out, a bag of it all.
+"""The embedded runner: user audio (and face) in, the robot's audio, text and face out,
+a bag of it all.
 
 This wires the same core objects the ROS node wraps, in one process and without ROS:
 the user's WAV is cut into 80 ms chunks at its own rate (as a microphone would deliver
@@ -6,6 +7,12 @@ it) and fed to the same ``AudioStepper`` the node uses, which frames, steps and 
 every step is written to the session's bag on one clock: step ``i`` is stamped
 ``start + i * 80 ms`` (the time of its first user sample), and the robot's output for
 that step carries the same stamp.
+
+With a Moshi-Face model the session has a face path: the user's face motion (a ``.npy``
+of 25 fps displacements, ``--user-face``, or a video tracked to FLAME with VHAP's teeth,
+``--user-video``) is fed to the same ``FacePath`` the node uses,
+which encodes it into the user's face tokens each step and decodes the robot's face
+tokens into 25 fps face frames stamped like the robot's audio; all of it goes to the bag.
 
 SIGINT and SIGTERM stop the session at the next step boundary, so the bag is never cut
 in the middle of a message: it is closed, reads back with everything written so far,
@@ -27,7 +34,11 @@ import torch
 from tqdm import tqdm
 
 from ..audio.wav import read_wav
-from ..messages.types import NS_PER_S, AudioChunk
+from ..errors import MoshifaceError
+from ..face_codec.stream import FacePath, load_face_codec
+from ..messages.types import NS_PER_S, AudioChunk, FaceFrame
+from ..timing import FACE_FRAME_NS, STEP_NS
+from ..topics import ROBOT_FACE, ROBOT_FACE_TOKENS, USER_FACE, USER_FACE_TOKENS
 from ..speech.engine import FRAME_SIZE, SAMPLE_RATE, Sampling, SpeechEngine
 from ..speech.stepper import AudioStepper
 from ..speech.models import ModelSpec, load_speech_models, resolve_device, resolve_dtype
@@ -49,6 +60,11 @@ class RunConfig:
     progress: bool = True
     frame_id: str = "robot_head"
     user_frame_id: str = "user_microphone"
+    user_face: Path | None = None  # .npy (frames, V, 3) displacements at 25 fps
+    user_video: Path | None = None  # a video of the user's face, tracked to FLAME at 25 fps
+    flame: str = "synthetic"  # FLAME pickle for --user-video, or "synthetic" (a stand-in)
+    embedding: Path | None = None  # landmark embedding of that FLAME (`moshiface flame embedding`)
+    codec: str = "tiny"  # the face codec: tiny (random) or a checkpoint directory (causal)
 
 
 class Interrupted(KeyboardInterrupt):
@@ -115,25 +131,59 @@ def _percentiles(values_s: list[float]) -> dict[str, float]:
     }
 
 
+def read_user_face(path: Path) -> np.ndarray:
+    """A user face motion file: (frames, V, 3) float displacements at 25 fps."""
+    try:
+        motion = np.load(path, allow_pickle=False)
+    except (OSError, ValueError) as exc:
+        raise MoshifaceError(f"cannot read the user face motion {path}: {exc}") from exc
+    if motion.ndim != 3 or motion.shape[2] != 3 or not np.issubdtype(motion.dtype, np.floating):
+        raise MoshifaceError(f"{path}: user face motion must be (frames, vertices, 3) floats, "
+                             f"got {motion.shape} {motion.dtype}")
+    if not np.isfinite(motion).all():
+        raise MoshifaceError(f"{path}: user face motion contains NaN or infinite values")
+    return motion.astype(np.float32)
+
+
+def user_face_frames(motion: np.ndarray, start_ns: int, frame_id: str = "user_camera") -> Iterator[FaceFrame]:
+    for index, vertices in enumerate(motion):
+        yield FaceFrame(start_ns + index * FACE_FRAME_NS, vertices, frame_id=frame_id)
+
+
 class Session:
     """Steps the engine over user chunks and records every step; times model and rest."""
 
-    def __init__(self, stepper: AudioStepper, outputs: SessionOutputs, start_ns: int) -> None:
+    def __init__(self, stepper: AudioStepper, outputs: SessionOutputs, start_ns: int,
+                 user_face: Iterator[FaceFrame] | None = None) -> None:
         self.stepper = stepper
         self.outputs = outputs
         self.start_ns = start_ns
         self.step_times: list[float] = []
         self.overhead_times: list[float] = []
+        self.robot_face_frames = 0
+        self._user_face = user_face
+        self._next_face: FaceFrame | None = next(user_face, None) if user_face is not None else None
+
+    def _feed_user_face(self, until_ns: int) -> None:
+        """User face frames up to ``until_ns`` go to the face path (as a camera would
+        have delivered them by then) and to the bag."""
+        while self._next_face is not None and self._next_face.stamp_ns < until_ns:
+            self.stepper.face.push_user(self._next_face)
+            self.outputs.write(USER_FACE, self._next_face)
+            self._next_face = next(self._user_face, None)
 
     def push(self, chunk: AudioChunk | None) -> None:
         """One incoming chunk (None: end of input) -> the steps it completes, recorded."""
         start = time.perf_counter()
+        if self.stepper.face is not None and self._user_face is not None:
+            self._feed_user_face(chunk.stamp_ns + chunk.duration_ns + STEP_NS if chunk else 2 ** 63)
         records = self.stepper.push(chunk) if chunk is not None else self.stepper.flush()
         for record in records:
             self.outputs.write_user_audio(record.user)
             self.outputs.write_robot_audio(record.robot)
             if record.text is not None:
                 self.outputs.write_text(record.text, (record.text.stamp_ns - self.start_ns) / NS_PER_S)
+            self._write_face(record)
             self.step_times.append(record.model_seconds)
         model = sum(r.model_seconds for r in records)
         if records:  # the cost outside the model, spread over the steps this chunk made
@@ -141,10 +191,24 @@ class Session:
             self.overhead_times.extend([per_step] * len(records))
 
 
+    def _write_face(self, record) -> None:
+        if record.user_face_tokens is not None:
+            self.outputs.write(USER_FACE_TOKENS, record.user_face_tokens)
+        if record.robot_face_tokens is not None:
+            self.outputs.write(ROBOT_FACE_TOKENS, record.robot_face_tokens)
+        for frame in record.robot_face or ():
+            self.outputs.write(ROBOT_FACE, frame)
+            self.robot_face_frames += 1
+
+
 def run_session(config: RunConfig) -> dict[str, Any]:
     """Runs a whole session from a WAV file; returns the summary it also writes."""
     with signal_guard() as guard:
         samples, rate = read_wav(config.user_audio)  # validates before anything is created
+        if config.user_face is not None and config.user_video is not None:
+            raise MoshifaceError("give the user's face as --user-face or as --user-video, not both")
+        motion = read_user_face(config.user_face) if config.user_face is not None else None
+        tracking = _tracking_model(config) if config.user_video is not None else None
         spec = ModelSpec.parse(config.model)
         device = resolve_device(config.device)
         dtype = resolve_dtype(config.dtype, device, spec)
@@ -152,29 +216,62 @@ def run_session(config: RunConfig) -> dict[str, Any]:
         try:
             models = load_speech_models(spec, device, dtype)
             engine = SpeechEngine(models, config.sampling, seed=config.seed, cuda_graphs=config.cuda_graphs)
+            face = _face_path(config, engine, device, motion, tracking)
             if device.type == "cuda":
                 engine.warmup()
             guard.defer()
-            outputs = SessionOutputs(config.out, SAMPLE_RATE, created_dir=created)
+            outputs = SessionOutputs(config.out, SAMPLE_RATE, created_dir=created, face=face is not None)
         except BaseException:
             remove_session(config.out, created)
             raise
         try:
-            session, wall_s = _step_through(config, engine, outputs, samples, rate, guard)
+            session, wall_s = _step_through(config, engine, outputs, samples, rate, guard, face, motion, tracking)
             summary = _summary(config, models.description, device, dtype, session, rate, samples,
                                wall_s, guard.signal)
             summary = outputs.finish(summary)
         except BaseException:
             outputs.discard()
             raise
+        finally:
+            if face is not None:
+                face.close()
     return summary
 
 
+def _tracking_model(config: RunConfig) -> tuple[Any, Any]:
+    """The FLAME model (with VHAP's teeth: the codec's 5,143 vertices) and landmark embedding."""
+    from ..tracking.models import load_tracking_model
+
+    if not config.user_video.is_file():
+        raise MoshifaceError(f"the user video {config.user_video} does not exist")
+    return load_tracking_model(config.flame, config.embedding, teeth=True)
+
+
+def _face_path(config: RunConfig, engine: SpeechEngine, device: torch.device,
+               motion: np.ndarray | None, tracking: tuple[Any, Any] | None) -> FacePath | None:
+    """The session's face path: only a Moshi-Face model has one."""
+    if not engine.has_face:
+        if motion is not None or tracking is not None:
+            raise MoshifaceError(f"a user face was given, but {engine.models.description} is an audio-only model")
+        return None
+    codec = load_face_codec(config.codec, device)
+    vertices = motion.shape[1] if motion is not None else tracking[0].num_vertices if tracking else None
+    if vertices is not None and vertices != codec.config.vertices:
+        raise MoshifaceError(f"the user face has {vertices} vertices, the face codec expects {codec.config.vertices}")
+    return FacePath(codec, config.frame_id)
+
+
 def _step_through(config: RunConfig, engine: SpeechEngine, outputs: SessionOutputs,
-                  samples: np.ndarray, rate: int, guard: SignalGuard) -> tuple[Session, float]:
+                  samples: np.ndarray, rate: int, guard: SignalGuard, face: FacePath | None,
+                  motion: np.ndarray | None, tracking: tuple[Any, Any] | None) -> tuple[Session, float]:
     """The stepping loop; stops early at a step boundary when a signal was received."""
     start_ns = time.time_ns()
-    session = Session(AudioStepper(engine, config.frame_id, config.user_frame_id), outputs, start_ns)
+    frames = user_face_frames(motion, start_ns) if motion is not None else None
+    if tracking is not None and face is not None:
+        from ..tracking.video import track_video
+
+        frames = track_video(config.user_video, *tracking, start_ns=start_ns)
+    session = Session(AudioStepper(engine, config.frame_id, config.user_frame_id, face), outputs, start_ns, frames)
     chunks = user_chunks(samples, rate, start_ns, config.user_frame_id)
     expected = int(np.ceil(len(samples) * SAMPLE_RATE / rate / FRAME_SIZE))
     wall = time.perf_counter()
@@ -185,6 +282,16 @@ def _step_through(config: RunConfig, engine: SpeechEngine, outputs: SessionOutpu
             session.push(chunk)
             bar.update(len(session.step_times) - bar.n)
     return session, time.perf_counter() - wall
+
+
+def _face_summary(config: RunConfig, session: Session) -> dict[str, Any] | None:
+    face = session.stepper.face
+    if face is None:
+        return None
+    return {"codec": config.codec, "vertices": face.vertices,
+            "user_face": str(config.user_face or config.user_video or "") or None,
+            "user_steps_with_face": face.user_steps_with_face,
+            "robot_face_frames": session.robot_face_frames}
 
 
 def _summary(config: RunConfig, description: str, device: torch.device, dtype: torch.dtype,
@@ -210,6 +317,7 @@ def _summary(config: RunConfig, description: str, device: torch.device, dtype: t
         # model compute time / audio time: below 1 keeps up with real time
         "real_time_factor": round(sum(session.step_times) / audio_s, 4) if audio_s else None,
         "wall_seconds": round(wall_s, 3),
+        "face": _face_summary(config, session),
         "interrupted": stopped_by is not None,
         "signal": signal.Signals(stopped_by).name if stopped_by is not None else None,
     }

@@ -6,6 +6,10 @@ clock: a step's stamp is the time of its first user sample (the first chunk's st
 the audio that came before it), and the robot's audio and text for that step carry the
 same stamp, so playback and the face can present them together after one shared delay.
 
+With a ``FacePath`` (a Moshi-Face model and a face codec), each step also encodes the
+user's face frames pushed so far into the user's face tokens and decodes the robot's face
+tokens into two face frames with the step's stamp (see ``face_codec/stream.py``).
+
 A dropped chunk (a gap in ``sequence``) is replaced by silence of the same length, so the
 model's clock keeps pace with the wall clock; a stream that restarts (sequence going back)
 or changes rate or channel count starts a new framer anchored at the new chunk's stamp.
@@ -19,7 +23,8 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..audio.framer import AudioFramer
-from ..messages.types import NS_PER_S, AudioChunk, DialogueText
+from ..face_codec.stream import FacePath
+from ..messages.types import NS_PER_S, AudioChunk, DialogueText, FaceFrame, FaceTokens
 from .engine import FRAME_SIZE, SAMPLE_RATE, SpeechEngine
 
 STEP_NS = FRAME_SIZE * NS_PER_S // SAMPLE_RATE  # 80 ms
@@ -34,14 +39,18 @@ class StepRecord:
     robot: AudioChunk
     text: DialogueText | None
     model_seconds: float  # time spent in the engine's step
+    user_face_tokens: FaceTokens | None = None  # None: no face path, or the user's face unseen
+    robot_face_tokens: FaceTokens | None = None  # None: no face path, or the model warming up
+    robot_face: list[FaceFrame] | None = None  # the step's 2 frames (25 fps), with a face path
 
 
 class AudioStepper:
     """Feeds a user audio stream to a ``SpeechEngine`` one 80 ms step at a time."""
 
     def __init__(self, engine: SpeechEngine, frame_id: str = "robot_head",
-                 user_frame_id: str = "user_microphone") -> None:
+                 user_frame_id: str = "user_microphone", face: FacePath | None = None) -> None:
         self.engine = engine
+        self.face = face
         self.frame_id = frame_id
         self.user_frame_id = user_frame_id
         self.filled_chunks = 0  # chunks missing from the input, replaced by silence
@@ -103,17 +112,24 @@ class AudioStepper:
         stamp = self._anchor_ns + self._emitted * NS_PER_S // SAMPLE_RATE
         self._emitted += FRAME_SIZE
         index = self.engine.steps
+        user_face = self.face.user_tokens(index, stamp) if self.face is not None else None
         start = time.perf_counter()
-        out = self.engine.step(pcm)
+        out = self.engine.step(pcm, None if user_face is None else user_face.tokens.astype(np.int64))
         model_seconds = time.perf_counter() - start
         text = None
         if out.text_piece is not None:
             text = DialogueText(stamp, index, int(out.text_token), out.text_piece, self.frame_id)
+        robot_tokens, robot_face = None, None
+        if self.face is not None:
+            robot_tokens, robot_face = self.face.robot_frames(index, stamp, out.face_tokens)
         return StepRecord(
             user=AudioChunk(stamp, SAMPLE_RATE, pcm, sequence=index, frame_id=self.user_frame_id),
             robot=AudioChunk(stamp, SAMPLE_RATE, out.pcm, sequence=index, frame_id=self.frame_id),
             text=text,
             model_seconds=model_seconds,
+            user_face_tokens=user_face,
+            robot_face_tokens=robot_tokens,
+            robot_face=robot_face,
         )
 
 

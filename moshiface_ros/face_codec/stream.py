@@ -1,0 +1,123 @@
+"""The face side of each 80 ms step, shared by the embedded runner and the ROS node.
+
+User face frames (25 fps ``FaceFrame``s, displacements from the user's neutral face)
+arrive on their own clock; at each step the two frames nearest the step's two 40 ms slots
+are encoded by the streaming codec into the user's 8 face tokens for the model. When
+either slot has no face (no frame, or ``face_present`` false) the model is told the face
+is absent (``None``) and the encoder is fed the neutral face, so its state stays on the
+step clock. The robot's 8 face tokens from the model are decoded into two frames stamped
+``stamp`` and ``stamp + 40 ms``: the same stamps as the step's robot audio, so that
+playback and retargeting present voice and face together. While the model warms up (no
+tokens yet) the robot shows its neutral face.
+
+Streaming needs the causal codec (``--config paper-causal`` when training).
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections import deque
+
+import numpy as np
+import torch
+
+from ..errors import MoshifaceError
+from ..messages.types import FaceFrame, FaceTokens
+from ..timing import FACE_FRAME_NS, STEP_NS
+from .config import config_from_name
+from .model import FaceCodec
+
+
+def tiny_codec(vertices: int = 5143) -> FaceCodec:
+    """A random causal codec of the small preset (demos and tests; fixed weights)."""
+    generator_state = torch.get_rng_state()
+    torch.manual_seed(4321)
+    try:
+        codec = FaceCodec(config_from_name("small-causal", vertices=vertices)).eval()
+        codec.scale.fill_(0.005)  # about the size of real face motion, in metres
+    finally:
+        torch.set_rng_state(generator_state)
+    return codec
+
+
+def load_face_codec(spec: str, device: str | torch.device = "cpu") -> FaceCodec:
+    """``tiny`` (random) or a checkpoint directory; the live path needs a causal codec."""
+    from .checkpoint import load_codec
+
+    codec = tiny_codec() if spec == "tiny" else load_codec(spec, device)
+    if not codec.config.causal:
+        raise MoshifaceError(f"codec {spec} is non-causal (the paper's): the live pipeline streams, so it needs "
+                             "a causal codec (train one with --config paper-causal)")
+    return codec.to(device)
+
+
+class FacePath:
+    """Streaming face codec state of one conversation (call ``close`` or use ``with``)."""
+
+    def __init__(self, codec: FaceCodec, frame_id: str = "robot_head", user_frame_id: str = "user_camera") -> None:
+        self.codec = codec
+        self.frame_id = frame_id
+        self.user_frame_id = user_frame_id
+        self.vertices = codec.config.vertices
+        self._device = codec.scale.device
+        self._frames: deque[FaceFrame] = deque()
+        self._stack = contextlib.ExitStack()
+        self._stack.enter_context(torch.no_grad())
+        self._stack.enter_context(codec.streaming(1))
+        self._neutral_step = torch.zeros(1, codec.config.downsample, self.vertices, 3, device=self._device)
+        self.user_steps_with_face = 0
+
+    def close(self) -> None:
+        self._stack.close()
+
+    def __enter__(self) -> "FacePath":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def reset(self) -> None:
+        self.codec.reset_streaming()
+        self._frames.clear()
+
+    def push_user(self, frame: FaceFrame) -> None:
+        """Buffers one user frame; a face of the wrong size is an error naming it."""
+        if frame.face_present:
+            if frame.vertices.shape != (self.vertices, 3):
+                raise ValueError(f"a user face frame has {frame.vertices.shape[0]} vertices, "
+                                 f"the codec expects {self.vertices}")
+            if not frame.is_displacement:
+                raise ValueError("user face frames must be displacements from the user's neutral face")
+            if not np.isfinite(frame.vertices).all():
+                raise ValueError("a user face frame contains NaN or infinite values")
+        self._frames.append(frame)
+
+    def _nearest(self, slot_ns: int) -> FaceFrame | None:
+        best = min(self._frames, key=lambda f: abs(f.stamp_ns - slot_ns), default=None)
+        if best is None or abs(best.stamp_ns - slot_ns) >= FACE_FRAME_NS or not best.face_present:
+            return None
+        return best
+
+    def user_tokens(self, step: int, stamp_ns: int) -> FaceTokens | None:
+        """The user's tokens for the step starting at ``stamp_ns``, or None (no face)."""
+        slots = [self._nearest(stamp_ns + k * FACE_FRAME_NS) for k in range(self.codec.config.downsample)]
+        while self._frames and self._frames[0].stamp_ns < stamp_ns + STEP_NS - FACE_FRAME_NS:
+            self._frames.popleft()
+        if any(frame is None for frame in slots):
+            self.codec.encode_step(self._neutral_step)
+            return None
+        frames = torch.from_numpy(np.stack([f.vertices for f in slots]))[None].to(self._device)
+        tokens = self.codec.encode_step(frames)[0, 0].cpu().numpy()
+        self.user_steps_with_face += 1
+        return FaceTokens(stamp_ns, step, tokens, self.user_frame_id)
+
+    def robot_frames(self, step: int, stamp_ns: int, tokens: np.ndarray | None) -> tuple[FaceTokens | None, list[FaceFrame]]:
+        """The robot's tokens as a message and its two decoded frames for this step."""
+        times = [stamp_ns + k * FACE_FRAME_NS for k in range(self.codec.config.downsample)]
+        if tokens is None:
+            neutral = np.zeros((self.vertices, 3), np.float32)
+            return None, [FaceFrame(t, neutral, frame_id=self.frame_id) for t in times]
+        step_tokens = torch.as_tensor(np.asarray(tokens, np.int64)).view(1, 1, -1).to(self._device)
+        frames = self.codec.decode_step(step_tokens)[0].cpu().numpy()
+        message = FaceTokens(stamp_ns, step, tokens, self.frame_id)
+        return message, [FaceFrame(t, f, frame_id=self.frame_id) for t, f in zip(times, frames)]
