@@ -1,0 +1,107 @@
+"""The runner's face path with the tiny Moshi-Face model and the tiny causal codec:
+user face motion in, user and robot face tokens and robot face frames out, in the bag,
+on the audio's clock, and equal to the codec run over the whole sequence."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+os.environ.setdefault("NO_TORCH_COMPILE", "1")
+
+import torch  # noqa: E402
+
+from moshiface_ros.audio.synth import synthetic_speech  # noqa: E402
+from moshiface_ros.audio.wav import write_wav  # noqa: E402
+from moshiface_ros.errors import MoshifaceError  # noqa: E402
+from moshiface_ros.face_codec.stream import tiny_codec  # noqa: E402
+from moshiface_ros.face_codec.synthetic import SyntheticFace  # noqa: E402
+from moshiface_ros.runner.pipeline import RunConfig, run_session  # noqa: E402
+
+STEP_NS, FRAME_NS = 80_000_000, 40_000_000
+
+
+def _stamp(message) -> int:
+    return message.header.stamp.sec * 1_000_000_000 + message.header.stamp.nanosec
+
+
+@pytest.fixture(scope="module")
+def face_session(tmp_path_factory, read_session):
+    torch.set_num_threads(1)
+    root = tmp_path_factory.mktemp("face")
+    write_wav(root / "user.wav", synthetic_speech(2.0, 24000, seed=1), 24000)
+    motion = SyntheticFace(vertices=5143).motion(46, seed=3)  # 1.84 s: the last steps see no face
+    np.save(root / "face.npy", motion)
+    summary = run_session(RunConfig(user_audio=root / "user.wav", out=root / "out", progress=False,
+                                    user_face=root / "face.npy"))
+    return summary, read_session(root / "out"), motion
+
+
+def test_face_streams_are_recorded_on_the_step_clock(face_session):
+    summary, session, motion = face_session
+    bag = session["bag"]
+    steps = summary["steps"]
+    assert steps == 25
+    assert len(bag["/moshiface/user/face"]) == len(motion)
+    assert summary["face"]["user_steps_with_face"] == len(motion) // 2 == len(bag["/moshiface/user/face_tokens"])
+    robot_frames = [m for _, _, m in bag["/moshiface/robot/face"]]
+    assert len(robot_frames) == 2 * steps == summary["face"]["robot_face_frames"]
+    audio_stamps = [_stamp(m) for _, _, m in bag["/moshiface/robot/audio"]]
+    frame_stamps = [_stamp(m) for m in robot_frames]
+    assert frame_stamps[0::2] == audio_stamps  # each step's first frame carries the audio's stamp
+    assert [b - a for a, b in zip(frame_stamps[0::2], frame_stamps[1::2])] == [FRAME_NS] * steps
+    assert all(len(m.vertices) == 5143 * 3 for m in robot_frames)
+
+
+def test_face_tokens_equal_the_codec_over_the_whole_sequence(face_session):
+    _, session, motion = face_session
+    codec = tiny_codec()
+    user_tokens = np.stack([m.tokens for _, _, m in session["bag"]["/moshiface/user/face_tokens"]])
+    whole = codec.encode(torch.from_numpy(motion)[None])[0].numpy()
+    np.testing.assert_array_equal(user_tokens, whole)
+    robot = session["bag"]["/moshiface/robot/face_tokens"]
+    robot_tokens = np.stack([m.tokens for _, _, m in robot]).astype(np.int64)
+    assert robot_tokens.shape[1] == 8 and robot_tokens.max() < 256
+    decoded = codec.decode(torch.from_numpy(robot_tokens)[None])[0].numpy()
+    first = [_stamp(m) for _, _, m in robot][0]
+    frames = [m for _, _, m in session["bag"]["/moshiface/robot/face"] if _stamp(m) >= first]
+    streamed = np.stack([np.asarray(m.vertices).reshape(-1, 3) for m in frames])
+    np.testing.assert_allclose(streamed, decoded, atol=1e-5)
+
+
+@pytest.mark.parametrize("motion, match", [
+    (np.zeros((10, 5000, 3), np.float32), "5000 vertices, the face codec expects 5143"),
+    (np.full((10, 5143, 3), np.nan, np.float32), "NaN"),
+    (np.zeros((10, 5143), np.float32), r"\(frames, vertices, 3\)"),
+])
+def test_bad_user_face_is_one_error_and_leaves_nothing(tmp_path, motion, match):
+    write_wav(tmp_path / "user.wav", synthetic_speech(0.5, 24000), 24000)
+    np.save(tmp_path / "face.npy", motion)
+    with pytest.raises(MoshifaceError, match=match):
+        run_session(RunConfig(user_audio=tmp_path / "user.wav", out=tmp_path / "out", progress=False,
+                              user_face=tmp_path / "face.npy"))
+    assert not (tmp_path / "out").exists()
+
+
+def test_user_video_is_tracked_into_the_face_path(tmp_path, read_session):
+    """A real photo (skimage's astronaut) as a 1.2 s video, tracked with the synthetic FLAME."""
+    cv2 = pytest.importorskip("cv2")
+    skimage_data = pytest.importorskip("skimage.data")
+    image = cv2.cvtColor(skimage_data.astronaut(), cv2.COLOR_RGB2BGR)
+    writer = cv2.VideoWriter(str(tmp_path / "user.avi"), cv2.VideoWriter_fourcc(*"MJPG"), 25.0,
+                             (image.shape[1], image.shape[0]))
+    for k in range(30):
+        shift = np.float32([[1, 0, 2 * np.sin(k / 5)], [0, 1, 0]])
+        writer.write(cv2.warpAffine(image, shift, (image.shape[1], image.shape[0])))
+    writer.release()
+    write_wav(tmp_path / "user.wav", synthetic_speech(1.2, 24000, seed=2), 24000)
+    summary = run_session(RunConfig(user_audio=tmp_path / "user.wav", out=tmp_path / "out", progress=False,
+                                    user_video=tmp_path / "user.avi"))
+    bag = read_session(tmp_path / "out")["bag"]
+    frames = [m for _, _, m in bag["/moshiface/user/face"]]
+    assert len(frames) == 30 and all(m.face_present for m in frames)
+    assert all(len(m.vertices) == 5143 * 3 and len(m.global_pose) == 3 for m in frames)
+    assert summary["face"]["user_steps_with_face"] == 15 == len(bag["/moshiface/user/face_tokens"])
