@@ -25,6 +25,9 @@ RECORDED_TOPICS = [
     "/moshiface/user/face",
     "/moshiface/robot/face",
     "/moshiface/robot/face_tokens",
+    "/moshiface/user/face_box",
+    "/moshiface/robot/blendshapes",
+    "/diagnostics",
 ]
 
 
