@@ -27,6 +27,7 @@ RECORDED_TOPICS = [
     "/moshiface/robot/face_tokens",
     "/moshiface/user/face_box",
     "/moshiface/robot/blendshapes",
+    "/moshiface/robot/actuators",
     "/diagnostics",
 ]
 

@@ -49,12 +49,19 @@ class SessionBag:
 
     def add_topic(self, topic: str, message_class: type) -> None:
         """Declares a topic carrying one of the core message classes."""
-        type_name = MSG_TYPES[message_class]
-        self._connections[topic] = self._writer.add_connection(
-            topic, type_name, typestore=self.typestore
-        )
+        self.add_ros_topic(topic, MSG_TYPES[message_class])
+
+    def add_ros_topic(self, topic: str, type_name: str) -> None:
+        """Declares a topic of any type the typestore knows (e.g. ``trajectory_msgs/msg/JointTrajectory``)."""
+        self._connections[topic] = self._writer.add_connection(topic, type_name, typestore=self.typestore)
         self._types[topic] = type_name
         self.counts[topic] = 0
+
+    def write_ros(self, topic: str, stamp_ns: int, ros_message: Any) -> None:
+        """Writes a message already built as a rosbags dataclass (e.g. with ``self.factory``)."""
+        data = self.typestore.serialize_cdr(ros_message, self._types[topic])
+        self._writer.write(self._connections[topic], int(stamp_ns), data)
+        self.counts[topic] += 1
 
     def write(self, topic: str, message: Any) -> None:
         """Writes a core message object at its own stamp."""

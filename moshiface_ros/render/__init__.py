@@ -1,0 +1,1 @@
+"""Previews of recorded sessions: ``moshiface render SESSION`` (see preview.py)."""
