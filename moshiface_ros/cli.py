@@ -68,6 +68,9 @@ def build_parser() -> argparse.ArgumentParser:
                      help="the user's face as a video, tracked to FLAME (with VHAP's teeth) at 25 fps")
     run.add_argument("--flame", default="synthetic", metavar="PKL",
                      help="FLAME model for --user-video (default: synthetic, a stand-in; see docs/face-tracking.md)")
+    run.add_argument("--head", type=Path, default=None, metavar="FILE",
+                     help="a head file (config/heads/*.yaml): retarget the robot's face to its blendshapes "
+                          "and actuators, recorded in the bag")
     run.add_argument("--embedding", type=Path, default=None, metavar="NPZ",
                      help="landmark embedding of that FLAME model (moshiface flame embedding)")
     run.add_argument("--out", type=Path, default=None, metavar="DIR",
@@ -117,7 +120,7 @@ def _run_config(args: argparse.Namespace, **overrides: Any):
         overwrite=getattr(args, "overwrite", False), progress=not args.quiet,
         user_face=getattr(args, "user_face", None), codec=getattr(args, "codec", "tiny"),
         user_video=getattr(args, "user_video", None), flame=getattr(args, "flame", "synthetic"),
-        embedding=getattr(args, "embedding", None),
+        embedding=getattr(args, "embedding", None), head=getattr(args, "head", None),
     )
     values.update(overrides)
     return RunConfig(**values)
@@ -138,6 +141,9 @@ def _report(summary: dict[str, Any], out: Path) -> None:
         face = summary["face"]
         print(f"robot face:  {face['robot_face_frames']} frames at 25 fps in the bag "
               f"(codec {face['codec']}; user face seen on {face['user_steps_with_face']} steps)")
+    if summary.get("head"):
+        print(f"head:        {summary['head']['file']}: {summary['head']['outputs']} frames retargeted "
+              f"(face / speech fallback / none)")
     print(f"bag:         {out / 'bag'} ({counts})")
     if summary["interrupted"]:
         print(f"interrupted by {summary['signal']}: outputs hold the steps before it")

@@ -105,3 +105,19 @@ def test_user_video_is_tracked_into_the_face_path(tmp_path, read_session):
     assert len(frames) == 30 and all(m.face_present for m in frames)
     assert all(len(m.vertices) == 5143 * 3 and len(m.global_pose) == 3 for m in frames)
     assert summary["face"]["user_steps_with_face"] == 15 == len(bag["/moshiface/user/face_tokens"])
+
+
+def test_head_file_retargets_every_robot_face_frame_into_the_bag(face_session, tmp_path, read_session):
+    """--head: the servo head's blendshape weights and actuator trajectories, one per face frame."""
+    head = Path(__file__).resolve().parents[1] / "config" / "heads" / "servo_head.yaml"
+    write_wav(tmp_path / "user.wav", synthetic_speech(1.0, 24000, seed=4), 24000)
+    summary = run_session(RunConfig(user_audio=tmp_path / "user.wav", out=tmp_path / "out", progress=False,
+                                    head=head))
+    bag = read_session(tmp_path / "out")["bag"]
+    faces = len(bag["/moshiface/robot/face"])
+    assert summary["head"]["outputs"]["face"] == faces == 2 * summary["steps"]
+    blendshapes = [m for _, _, m in bag["/moshiface/robot/blendshapes"]]
+    actuators = [m for _, msgtype, m in bag["/moshiface/robot/actuators"]]
+    assert len(blendshapes) == len(actuators) == sum(summary["head"]["outputs"].values())
+    assert {msgtype for _, msgtype, _ in bag["/moshiface/robot/actuators"]} == {"trajectory_msgs/msg/JointTrajectory"}
+    assert all(len(m.joint_names) == 12 and np.isfinite(m.points[0].positions).all() for m in actuators)

@@ -59,13 +59,16 @@ def prepare_output_dir(out: Path, overwrite: bool = False) -> bool:
 class SessionOutputs:
     """Writes robot.wav, text.jsonl and the bag as the session steps."""
 
-    def __init__(self, out: Path, sample_rate: int, created_dir: bool, face: bool = False) -> None:
+    def __init__(self, out: Path, sample_rate: int, created_dir: bool, face: bool = False,
+                 ros_topics: dict[str, str] | None = None) -> None:
         self.out = out
         self._created_dir = created_dir
         self.bag = SessionBag(out / BAG_DIR)
         topics = ((USER_AUDIO, AudioChunk), (ROBOT_AUDIO, AudioChunk), (ROBOT_TEXT, DialogueText))
         for topic, kind in topics + (FACE_TOPICS if face else ()):
             self.bag.add_topic(topic, kind)
+        for topic, type_name in (ros_topics or {}).items():  # e.g. a head's blendshapes and actuators
+            self.bag.add_ros_topic(topic, type_name)
         self.wav = WavWriter(out / ROBOT_WAV, sample_rate, channels=1)
         self.text = (out / TEXT_JSONL).open("w", encoding="utf-8")
 
@@ -84,6 +87,10 @@ class SessionOutputs:
     def write(self, topic: str, message: object) -> None:
         """Any other recorded stream (face frames, face tokens, ...)."""
         self.bag.write(topic, message)
+
+    def write_ros(self, topic: str, stamp_ns: int, message: object) -> None:
+        """A message already built for the bag (e.g. a head's actuator trajectory)."""
+        self.bag.write_ros(topic, stamp_ns, message)
 
     def finish(self, summary: dict[str, Any]) -> dict[str, Any]:
         """Closes everything and writes the summary, with the bag's message counts added

@@ -13,6 +13,8 @@ of 25 fps displacements, ``--user-face``, or a video tracked to FLAME with VHAP'
 ``--user-video``) is fed to the same ``FacePath`` the node uses,
 which encodes it into the user's face tokens each step and decodes the robot's face
 tokens into 25 fps face frames stamped like the robot's audio; all of it goes to the bag.
+With ``--head`` every robot face frame (or, without a face, the robot's voice) is also
+retargeted to the head's blendshapes and actuators, recorded as the retarget node publishes them.
 
 SIGINT and SIGTERM stop the session at the next step boundary, so the bag is never cut
 in the middle of a message: it is closed, reads back with everything written so far,
@@ -64,6 +66,7 @@ class RunConfig:
     user_video: Path | None = None  # a video of the user's face, tracked to FLAME at 25 fps
     flame: str = "synthetic"  # FLAME pickle for --user-video, or "synthetic" (a stand-in)
     embedding: Path | None = None  # landmark embedding of that FLAME (`moshiface flame embedding`)
+    head: Path | None = None  # a head file: retarget the robot's face to its blendshapes / actuators
     codec: str = "tiny"  # the face codec: tiny (random) or a checkpoint directory (causal)
 
 
@@ -154,8 +157,10 @@ class Session:
     """Steps the engine over user chunks and records every step; times model and rest."""
 
     def __init__(self, stepper: AudioStepper, outputs: SessionOutputs, start_ns: int,
-                 user_face: Iterator[FaceFrame] | None = None) -> None:
+                 user_face: Iterator[FaceFrame] | None = None, head: Any = None) -> None:
         self.stepper = stepper
+        self.head = head
+        self.head_outputs: dict[str, int] = {"face": 0, "fallback": 0, "none": 0}
         self.outputs = outputs
         self.start_ns = start_ns
         self.step_times: list[float] = []
@@ -184,12 +189,25 @@ class Session:
             if record.text is not None:
                 self.outputs.write_text(record.text, (record.text.stamp_ns - self.start_ns) / NS_PER_S)
             self._write_face(record)
+            if self.head is not None:
+                self._retarget(record)
             self.step_times.append(record.model_seconds)
         model = sum(r.model_seconds for r in records)
         if records:  # the cost outside the model, spread over the steps this chunk made
             per_step = (time.perf_counter() - start - model) / len(records)
             self.overhead_times.extend([per_step] * len(records))
 
+
+    def _retarget(self, record) -> None:
+        from ..retarget.retargeter import rosbags_records
+
+        outputs = self.head.step_audio(record.robot)  # the voice drives the mouth when no face is live
+        outputs += [self.head.step_face(frame) for frame in record.robot_face or ()]
+        for output in outputs:
+            self.head_outputs[output.source] = self.head_outputs.get(output.source, 0) + 1
+            records = rosbags_records(output, self.outputs.bag.typestore, self.head.presentation_delay_ms)
+            for topic, _, message in records:
+                self.outputs.write_ros(topic, output.stamp_ns, message)
 
     def _write_face(self, record) -> None:
         if record.user_face_tokens is not None:
@@ -209,6 +227,7 @@ def run_session(config: RunConfig) -> dict[str, Any]:
             raise MoshifaceError("give the user's face as --user-face or as --user-video, not both")
         motion = read_user_face(config.user_face) if config.user_face is not None else None
         tracking = _tracking_model(config) if config.user_video is not None else None
+        head = _head(config.head) if config.head is not None else None
         spec = ModelSpec.parse(config.model)
         device = resolve_device(config.device)
         dtype = resolve_dtype(config.dtype, device, spec)
@@ -220,12 +239,14 @@ def run_session(config: RunConfig) -> dict[str, Any]:
             if device.type == "cuda":
                 engine.warmup()
             guard.defer()
-            outputs = SessionOutputs(config.out, SAMPLE_RATE, created_dir=created, face=face is not None)
+            outputs = SessionOutputs(config.out, SAMPLE_RATE, created_dir=created, face=face is not None,
+                                     ros_topics=_head_topics(head))
         except BaseException:
             remove_session(config.out, created)
             raise
         try:
-            session, wall_s = _step_through(config, engine, outputs, samples, rate, guard, face, motion, tracking)
+            session, wall_s = _step_through(config, engine, outputs, samples, rate, guard, face, motion, tracking,
+                                            head)
             summary = _summary(config, models.description, device, dtype, session, rate, samples,
                                wall_s, guard.signal)
             summary = outputs.finish(summary)
@@ -236,6 +257,25 @@ def run_session(config: RunConfig) -> dict[str, Any]:
             if face is not None:
                 face.close()
     return summary
+
+
+def _head(path: Path) -> Any:
+    from ..retarget.retargeter import HeadRetargeter
+
+    return HeadRetargeter.from_file(path)
+
+
+def _head_topics(head: Any) -> dict[str, str]:
+    """The bag topics a head's outputs go to (blendshapes; actuators when it has some)."""
+    if head is None:
+        return {}
+    from ..retarget.retargeter import JOINT_TRAJECTORY
+    from ..topics import ROBOT_ACTUATORS, ROBOT_BLENDSHAPES
+
+    topics = {ROBOT_BLENDSHAPES: "moshiface_ros/msg/BlendshapeWeights"}
+    if head.bank.specs:
+        topics[ROBOT_ACTUATORS] = JOINT_TRAJECTORY
+    return topics
 
 
 def _tracking_model(config: RunConfig) -> tuple[Any, Any]:
@@ -263,7 +303,8 @@ def _face_path(config: RunConfig, engine: SpeechEngine, device: torch.device,
 
 def _step_through(config: RunConfig, engine: SpeechEngine, outputs: SessionOutputs,
                   samples: np.ndarray, rate: int, guard: SignalGuard, face: FacePath | None,
-                  motion: np.ndarray | None, tracking: tuple[Any, Any] | None) -> tuple[Session, float]:
+                  motion: np.ndarray | None, tracking: tuple[Any, Any] | None,
+                  head: Any = None) -> tuple[Session, float]:
     """The stepping loop; stops early at a step boundary when a signal was received."""
     start_ns = time.time_ns()
     frames = user_face_frames(motion, start_ns) if motion is not None else None
@@ -271,7 +312,8 @@ def _step_through(config: RunConfig, engine: SpeechEngine, outputs: SessionOutpu
         from ..tracking.video import track_video
 
         frames = track_video(config.user_video, *tracking, start_ns=start_ns)
-    session = Session(AudioStepper(engine, config.frame_id, config.user_frame_id, face), outputs, start_ns, frames)
+    session = Session(AudioStepper(engine, config.frame_id, config.user_frame_id, face), outputs, start_ns, frames,
+                      head)
     chunks = user_chunks(samples, rate, start_ns, config.user_frame_id)
     expected = int(np.ceil(len(samples) * SAMPLE_RATE / rate / FRAME_SIZE))
     wall = time.perf_counter()
@@ -318,6 +360,7 @@ def _summary(config: RunConfig, description: str, device: torch.device, dtype: t
         "real_time_factor": round(sum(session.step_times) / audio_s, 4) if audio_s else None,
         "wall_seconds": round(wall_s, 3),
         "face": _face_summary(config, session),
+        "head": {"file": str(config.head), "outputs": session.head_outputs} if config.head else None,
         "interrupted": stopped_by is not None,
         "signal": signal.Signals(stopped_by).name if stopped_by is not None else None,
     }
