@@ -16,6 +16,17 @@ os.environ.setdefault("NO_TORCH_COMPILE", "1")
 
 
 @pytest.fixture
+def one_thread():
+    """torch on one thread: tiny models run fastest (and deterministically) that way."""
+    import torch
+
+    previous = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(previous)
+
+
+@pytest.fixture
 def speech_wav(tmp_path: Path) -> Callable[..., Path]:
     """Factory: writes synthetic speech as a float32 WAV and returns its path."""
 

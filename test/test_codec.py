@@ -13,7 +13,7 @@ import torch
 
 from moshiface_ros.errors import MoshifaceError
 from moshiface_ros.face_codec.checkpoint import load_codec, save_codec
-from moshiface_ros.face_codec.config import PRESETS, CodecConfig, config_from_name
+from moshiface_ros.face_codec.config import PRESETS, config_from_name
 from moshiface_ros.face_codec.data import FaceDataset, Windows, split_names
 from moshiface_ros.face_codec.metrics import lve, mve, perplexity, token_histogram
 from moshiface_ros.face_codec.model import FaceCodec
@@ -23,12 +23,7 @@ from moshiface_ros.face_codec.train import TrainOptions, train_codec
 MOSHIFACE = Path(sys.executable).with_name("moshiface")
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def small(vertices: int = 50, causal: bool = False) -> FaceCodec:

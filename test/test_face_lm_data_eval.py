@@ -27,12 +27,7 @@ VERTICES = 120
 WORDS = "hello robot how are you today I am fine thank you the weather is nice".split()
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def test_text_is_aligned_like_the_inner_monologue():

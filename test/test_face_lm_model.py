@@ -23,12 +23,7 @@ from moshiface_ros.speech.models import ModelSpec, build_tiny, load_speech_model
 STEPS = 10
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture(scope="module")

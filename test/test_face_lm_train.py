@@ -29,12 +29,7 @@ from moshiface_ros.speech.models import ModelSpec, build_tiny, load_speech_model
 REPO = Path(__file__).resolve().parent.parent
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def write_token_dataset(root: Path, dialogues: int = 4, steps: int = 40, seed: int = 0) -> Path:

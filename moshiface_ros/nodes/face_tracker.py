@@ -19,8 +19,6 @@ from __future__ import annotations
 import sys
 from dataclasses import replace
 
-import rclpy
-from rclpy.executors import ExternalShutdownException
 from rclpy.node import Node
 from sensor_msgs.msg import RegionOfInterest
 
@@ -30,6 +28,7 @@ from moshiface_ros.msg import FaceFrame
 from moshiface_ros.nodes.parameters import FACE_TRACKER
 from moshiface_ros.nodes.qos import FACE_QOS
 from moshiface_ros.nodes.rclpy_messages import RclpyFactory
+from moshiface_ros.nodes.spin import run_node
 from moshiface_ros.topics import USER_FACE
 
 PARAMETERS = FACE_TRACKER
@@ -115,21 +114,7 @@ class FaceTrackerNode(Node):
 
 
 def main(args=None) -> int:
-    rclpy.init(args=args)
-    try:
-        node = FaceTrackerNode()
-    except MoshifaceError as exc:
-        print(f"face_tracker: error: {exc}", file=sys.stderr)
-        rclpy.try_shutdown()
-        return 1
-    try:
-        rclpy.spin(node)
-    except (KeyboardInterrupt, ExternalShutdownException):
-        pass
-    finally:
-        node.destroy_node()
-        rclpy.try_shutdown()
-    return 0
+    return run_node(FaceTrackerNode, "face_tracker", args)
 
 
 if __name__ == "__main__":

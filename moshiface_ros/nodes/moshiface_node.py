@@ -16,17 +16,15 @@ from __future__ import annotations
 
 import sys
 
-import rclpy
-from rclpy.executors import ExternalShutdownException
 from rclpy.node import Node
 
-from moshiface_ros.errors import MoshifaceError
 from moshiface_ros.messages import convert
 from moshiface_ros.messages.types import AudioChunk as CoreAudioChunk
 from moshiface_ros.msg import AudioChunk, DialogueText, FaceFrame, FaceTokens
 from moshiface_ros.nodes.parameters import MOSHIFACE_NODE
 from moshiface_ros.nodes.qos import AUDIO_QOS, FACE_QOS, TEXT_QOS
 from moshiface_ros.nodes.rclpy_messages import RclpyFactory
+from moshiface_ros.nodes.spin import run_node
 from moshiface_ros.topics import ROBOT_AUDIO, ROBOT_FACE, ROBOT_FACE_TOKENS, ROBOT_TEXT, USER_AUDIO, USER_FACE
 
 PARAMETERS = MOSHIFACE_NODE
@@ -104,21 +102,7 @@ class MoshifaceNode(Node):
 
 
 def main(args=None) -> int:
-    rclpy.init(args=args)
-    try:
-        node = MoshifaceNode()
-    except MoshifaceError as exc:
-        print(f"moshiface_node: error: {exc}", file=sys.stderr)
-        rclpy.try_shutdown()
-        return 1
-    try:
-        rclpy.spin(node)
-    except (KeyboardInterrupt, ExternalShutdownException):
-        pass
-    finally:
-        node.destroy_node()
-        rclpy.try_shutdown()
-    return 0
+    return run_node(MoshifaceNode, "moshiface_node", args)
 
 
 if __name__ == "__main__":

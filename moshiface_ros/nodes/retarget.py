@@ -25,10 +25,8 @@ import sys
 from collections import deque
 from pathlib import Path
 
-import rclpy
 from builtin_interfaces.msg import Duration
 from geometry_msgs.msg import Point
-from rclpy.executors import ExternalShutdownException
 from rclpy.node import Node
 from std_msgs.msg import Float64MultiArray
 from trajectory_msgs.msg import JointTrajectory, JointTrajectoryPoint
@@ -40,6 +38,7 @@ from moshiface_ros.msg import AudioChunk, BlendshapeWeights, FaceFrame
 from moshiface_ros.nodes.parameters import RETARGET
 from moshiface_ros.nodes.qos import AUDIO_QOS, COMMAND_QOS, FACE_QOS
 from moshiface_ros.nodes.rclpy_messages import RclpyFactory
+from moshiface_ros.nodes.spin import run_node
 from moshiface_ros.retarget.actuators import CommandSchedule
 from moshiface_ros.retarget.livelink import LiveLinkSender
 from moshiface_ros.retarget.marker import decimate_faces, triangle_list
@@ -184,21 +183,7 @@ class RetargetNode(Node):
 
 
 def main(args=None) -> int:
-    rclpy.init(args=args)
-    try:
-        node = RetargetNode()
-    except MoshifaceError as exc:
-        print(f"retarget: error: {exc}", file=sys.stderr)
-        rclpy.try_shutdown()
-        return 1
-    try:
-        rclpy.spin(node)
-    except (KeyboardInterrupt, ExternalShutdownException):
-        pass
-    finally:
-        node.destroy_node()
-        rclpy.try_shutdown()
-    return 0
+    return run_node(RetargetNode, "retarget", args)
 
 
 if __name__ == "__main__":
