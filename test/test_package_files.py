@@ -34,7 +34,7 @@ from rosidl_adapter.parser import (
 from rosidl_parser.definition import IdlLocator, Message
 from rosidl_parser.parser import parse_idl_file
 
-from moshiface_ros.nodes.parameters import MOSHIFACE_NODE
+from moshiface_ros.nodes.parameters import MOSHIFACE_NODE, NODES
 
 ROOT = Path(__file__).resolve().parents[1]
 PKG = "moshiface_ros"
@@ -85,7 +85,8 @@ def test_package_xml_dependencies(package):
     # <depend> puts a key in build and exec depends.
     assert {"std_msgs", "builtin_interfaces"} <= build & execs
     assert {"rclpy", "rosidl_default_runtime", "launch", "launch_ros", "ros2bag",
-            "rosbag2_storage_mcap", "python3-numpy", "python3-yaml"} <= execs
+            "rosbag2_storage_mcap", "python3-numpy", "python3-yaml", "sensor_msgs", "diagnostic_msgs",
+            "trajectory_msgs", "visualization_msgs"} <= execs
     assert {"ament_cmake_pytest", "python3-pytest"} <= tests
     # pip-only dependencies are not rosdep keys: rosdep install would fail on them.
     for name in ("torch", "moshi", "soxr", "rosbags", "python3-torch", "python3-moshi"):
@@ -400,6 +401,34 @@ def test_parameter_file():
     for name, value in NODE_PARAMETERS.items():
         # ROS parameters are typed: 0.8 must stay a double, 42 an integer, true a bool.
         assert type(params[name]) is type(value) and params[name] == value, name
+
+
+# Each node's parameter file: the nodes it configures.
+NODE_CONFIG_FILES = {
+    "moshiface.yaml": {"moshiface_node"},
+    "audio.yaml": {"audio_capture", "audio_playback"},
+    "face_tracker.yaml": {"face_tracker"},
+    "retarget.yaml": {"retarget"},
+}
+
+
+@pytest.mark.parametrize("file_name", sorted(NODE_CONFIG_FILES))
+def test_every_node_config_lists_exactly_its_parameters(file_name):
+    data = yaml.safe_load((ROOT / "config" / file_name).read_text())
+    assert set(data) == NODE_CONFIG_FILES[file_name]
+    for node, section in data.items():
+        assert set(section) == {"ros__parameters"}, node
+        params, declared = section["ros__parameters"], NODES[node]
+        assert set(params) == set(declared), node
+        for name, value in declared.items():
+            assert type(params[name]) is type(value) and params[name] == value, (node, name)
+
+
+def test_every_node_has_a_config_file_and_a_launcher():
+    assert set().union(*NODE_CONFIG_FILES.values()) == set(NODES)
+    for node in NODES:
+        assert (ROOT / "scripts" / node).exists(), node
+        assert (ROOT / "moshiface_ros" / "nodes" / f"{node}.py").exists(), node
 
 
 def test_launch_node_name_matches_parameter_file():
