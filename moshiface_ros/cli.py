@@ -61,7 +61,18 @@ def build_parser() -> argparse.ArgumentParser:
     run = commands.add_parser("run", help="run a session from a user WAV file",
                               description="Step the speech model over a user WAV (any rate or channel count) "
                                           "and write robot.wav, text.jsonl, summary.json and a rosbag2 (MCAP).")
-    run.add_argument("--user-audio", required=True, type=Path, metavar="FILE", help="the user's speech, a WAV file")
+    source = run.add_mutually_exclusive_group(required=True)
+    source.add_argument("--user-audio", type=Path, metavar="FILE", help="the user's speech, a WAV file")
+    source.add_argument("--live", action="store_true",
+                        help="microphone in, speaker out (PortAudio devices; see docs/audio.md)")
+    live = run.add_argument_group("live audio (--live)")
+    live.add_argument("--input-device", default=None, help="microphone: name, part of a name or number")
+    live.add_argument("--output-device", default=None, help="speaker: name, part of a name or number")
+    live.add_argument("--echo-cancel", action="store_true", help="cancel the robot's own voice from the microphone")
+    live.add_argument("--presentation-delay-ms", type=float, default=300.0,
+                      help="robot audio plays at its step's stamp + this (default: %(default)s)")
+    live.add_argument("--duration", type=float, default=None, metavar="SECONDS",
+                      help="stop after this long (default: at Ctrl-C)")
     run.add_argument("--user-face", type=Path, default=None, metavar="FILE",
                      help="the user's face: .npy (frames, vertices, 3) displacements at 25 fps")
     run.add_argument("--user-video", type=Path, default=None, metavar="FILE",
@@ -121,6 +132,9 @@ def _run_config(args: argparse.Namespace, **overrides: Any):
         user_face=getattr(args, "user_face", None), codec=getattr(args, "codec", "tiny"),
         user_video=getattr(args, "user_video", None), flame=getattr(args, "flame", "synthetic"),
         embedding=getattr(args, "embedding", None), head=getattr(args, "head", None),
+        live=getattr(args, "live", False), input_device=getattr(args, "input_device", None),
+        output_device=getattr(args, "output_device", None), echo_cancel=getattr(args, "echo_cancel", False),
+        presentation_delay_ms=getattr(args, "presentation_delay_ms", 300.0), duration_s=getattr(args, "duration", None),
     )
     values.update(overrides)
     return RunConfig(**values)

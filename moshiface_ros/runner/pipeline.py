@@ -46,6 +46,12 @@ from ..speech.stepper import AudioStepper
 from ..speech.models import ModelSpec, load_speech_models, resolve_device, resolve_dtype
 from .outputs import SessionOutputs, prepare_output_dir, remove_session
 
+# A live session presents the robot's voice this long after its step's stamp: a capture
+# chunk arrives ~120 ms after its stamp and a PulseAudio speaker reads ~110 ms ahead, so the
+# 200 ms default of the nodes is too short through a sound server (docs/audio.md).
+LIVE_PRESENTATION_DELAY_MS = 300.0
+
+
 @dataclass
 class RunConfig:
     """Everything ``moshiface run`` needs; the command line fills it in."""
@@ -67,6 +73,12 @@ class RunConfig:
     flame: str = "synthetic"  # FLAME pickle for --user-video, or "synthetic" (a stand-in)
     embedding: Path | None = None  # landmark embedding of that FLAME (`moshiface flame embedding`)
     head: Path | None = None  # a head file: retarget the robot's face to its blendshapes / actuators
+    live: bool = False  # microphone in, speaker out (user_audio is then not read)
+    input_device: str | None = None  # name, part of a name or number; None: the default device
+    output_device: str | None = None
+    echo_cancel: bool = False
+    presentation_delay_ms: float = LIVE_PRESENTATION_DELAY_MS  # live: robot audio at stamp + this
+    duration_s: float | None = None  # live: stop after this long (else at SIGINT/SIGTERM)
     codec: str = "tiny"  # the face codec: tiny (random) or a checkpoint directory (causal)
 
 
@@ -166,6 +178,7 @@ class Session:
         self.step_times: list[float] = []
         self.overhead_times: list[float] = []
         self.robot_face_frames = 0
+        self.live_stats: dict[str, Any] | None = None
         self._user_face = user_face
         self._next_face: FaceFrame | None = next(user_face, None) if user_face is not None else None
 
@@ -177,7 +190,7 @@ class Session:
             self.outputs.write(USER_FACE, self._next_face)
             self._next_face = next(self._user_face, None)
 
-    def push(self, chunk: AudioChunk | None) -> None:
+    def push(self, chunk: AudioChunk | None) -> list:
         """One incoming chunk (None: end of input) -> the steps it completes, recorded."""
         start = time.perf_counter()
         if self.stepper.face is not None and self._user_face is not None:
@@ -196,6 +209,7 @@ class Session:
         if records:  # the cost outside the model, spread over the steps this chunk made
             per_step = (time.perf_counter() - start - model) / len(records)
             self.overhead_times.extend([per_step] * len(records))
+        return records
 
 
     def _retarget(self, record) -> None:
@@ -222,7 +236,13 @@ class Session:
 def run_session(config: RunConfig) -> dict[str, Any]:
     """Runs a whole session from a WAV file; returns the summary it also writes."""
     with signal_guard() as guard:
-        samples, rate = read_wav(config.user_audio)  # validates before anything is created
+        if config.live and (config.user_face or config.user_video):
+            raise MoshifaceError("--live listens to the microphone; a recorded --user-face or --user-video "
+                                 "would run on another clock: drop it (live faces come from the face_tracker node)")
+        if config.live:
+            samples, rate = np.zeros((0, 1), np.float32), SAMPLE_RATE
+        else:
+            samples, rate = read_wav(config.user_audio)  # validates before anything is created
         if config.user_face is not None and config.user_video is not None:
             raise MoshifaceError("give the user's face as --user-face or as --user-video, not both")
         motion = read_user_face(config.user_face) if config.user_face is not None else None
@@ -314,6 +334,8 @@ def _step_through(config: RunConfig, engine: SpeechEngine, outputs: SessionOutpu
         frames = track_video(config.user_video, *tracking, start_ns=start_ns)
     session = Session(AudioStepper(engine, config.frame_id, config.user_frame_id, face), outputs, start_ns, frames,
                       head)
+    if config.live:
+        return _live_through(config, session, guard)
     chunks = user_chunks(samples, rate, start_ns, config.user_frame_id)
     expected = int(np.ceil(len(samples) * SAMPLE_RATE / rate / FRAME_SIZE))
     wall = time.perf_counter()
@@ -324,6 +346,29 @@ def _step_through(config: RunConfig, engine: SpeechEngine, outputs: SessionOutpu
             session.push(chunk)
             bar.update(len(session.step_times) - bar.n)
     return session, time.perf_counter() - wall
+
+
+def _live_through(config: RunConfig, session: Session, guard: SignalGuard) -> tuple[Session, float]:
+    """Microphone chunks into the same session; each step's robot audio to the speaker at
+    its stamp + the presentation delay. Ends at ``duration_s`` or at a signal."""
+    from ..audio.live import LiveAudio
+
+    wall = time.perf_counter()
+    with LiveAudio(_device(config.input_device), _device(config.output_device), echo_cancel=config.echo_cancel,
+                   presentation_delay_ms=config.presentation_delay_ms, frame_id=config.user_frame_id) as audio:
+        end_ns = None if config.duration_s is None else time.time_ns() + int(config.duration_s * NS_PER_S)
+        for chunk in audio.chunks():
+            if guard.signal is not None or (end_ns is not None and chunk.stamp_ns >= end_ns):
+                break
+            for record in session.push(chunk):
+                audio.play(record.robot)
+        session.live_stats = audio.stats()
+    return session, time.perf_counter() - wall
+
+
+def _device(name: str | None) -> str | int | None:
+    """A device number given as text means that number."""
+    return int(name) if name is not None and name.isdigit() else name
 
 
 def _face_summary(config: RunConfig, session: Session) -> dict[str, Any] | None:
@@ -348,7 +393,8 @@ def _summary(config: RunConfig, description: str, device: torch.device, dtype: t
         "dtype": str(dtype).replace("torch.", ""),
         "seed": config.seed,
         "cuda_graphs": config.cuda_graphs and device.type == "cuda",
-        "user_audio": str(config.user_audio),
+        "user_audio": "live" if config.live else str(config.user_audio),
+        "live": session.live_stats,
         "user_sample_rate": rate,
         "user_channels": int(samples.shape[1]),
         "start_time_ns": session.start_ns,
