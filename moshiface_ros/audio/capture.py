@@ -34,7 +34,6 @@ import numpy as np
 from moshiface_ros.audio.devices import DeviceInfo, find_device, open_failed, sounddevice_module
 from moshiface_ros.audio.framer import AudioFramer
 from moshiface_ros.audio.streamclock import StreamClock
-from moshiface_ros.errors import MoshifaceError
 from moshiface_ros.messages.types import NS_PER_S, AudioChunk
 
 __all__ = ["AudioCapture", "CaptureConfig", "CaptureStats", "ChunkAssembler"]
@@ -235,12 +234,7 @@ class AudioCapture:
         sd = sounddevice_module()
         cfg = self.config
         self.device = find_device(cfg.device, "input")
-        self.sample_rate = int(cfg.sample_rate or round(self.device.default_samplerate))
-        self.channels = int(cfg.channels or min(self.device.max_input_channels, 2))
-        if self.channels > self.device.max_input_channels:
-            raise MoshifaceError(f"input device '{self.device.name}' has "
-                                 f"{self.device.max_input_channels} channel(s), {self.channels} "
-                                 "were asked for")
+        self.sample_rate, self.channels = self.device.stream_format("input", cfg.sample_rate, cfg.channels)
         self._assembler = ChunkAssembler(self.sample_rate, self.channels, cfg.frame_id)
         blocksize = max(1, int(round(self.sample_rate * cfg.block_ms / 1000.0)))
         self._blocks = queue.Queue(maxsize=max(2, int(cfg.queue_seconds * 1000 / cfg.block_ms)))

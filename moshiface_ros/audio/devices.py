@@ -54,6 +54,17 @@ class DeviceInfo:
     def channels(self, direction: Direction) -> int:
         return self.max_input_channels if direction == "input" else self.max_output_channels
 
+    def stream_format(self, direction: Direction, sample_rate: int, channels: int) -> tuple[int, int]:
+        """The rate and channel count to open this device with: those asked for (0: the
+        device's own rate, and at most 2 channels, since we downmix or duplicate anyway)."""
+        available = self.channels(direction)
+        rate = int(sample_rate or round(self.default_samplerate))
+        count = int(channels or min(available, 2))
+        if count > available:
+            raise MoshifaceError(f"{direction} device '{self.name}' has {available} channel(s), "
+                                 f"{count} were asked for")
+        return rate, count
+
     def describe(self) -> str:
         return (f"{self.index} '{self.name}' ({self.hostapi}, {self.max_input_channels} in, "
                 f"{self.max_output_channels} out, {self.default_samplerate:g} Hz)")

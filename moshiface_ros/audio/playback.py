@@ -34,7 +34,6 @@ import soxr
 from moshiface_ros.audio.devices import DeviceInfo, find_device, open_failed, sounddevice_module
 from moshiface_ros.audio.jitter import JitterBuffer
 from moshiface_ros.audio.streamclock import StreamClock
-from moshiface_ros.errors import MoshifaceError
 from moshiface_ros.messages.types import NS_PER_S, AudioChunk
 from moshiface_ros.timing import PRESENTATION_DELAY_MS, presentation_ns
 
@@ -132,12 +131,7 @@ class AudioPlayback:
         sd = sounddevice_module()
         cfg = self.config
         self.device = find_device(cfg.device, "output")
-        self.sample_rate = int(cfg.sample_rate or round(self.device.default_samplerate))
-        self.channels = int(cfg.channels or min(self.device.max_output_channels, 2))
-        if self.channels > self.device.max_output_channels:
-            raise MoshifaceError(f"output device '{self.device.name}' has "
-                                 f"{self.device.max_output_channels} channel(s), {self.channels} "
-                                 "were asked for")
+        self.sample_rate, self.channels = self.device.stream_format("output", cfg.sample_rate, cfg.channels)
         self._anchored = False  # the first callback anchors the timeline to its DAC time
         self._fifo = np.zeros(0, np.float32)
         self._resampler = None
