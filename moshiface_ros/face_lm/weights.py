@@ -57,26 +57,24 @@ def extend_lm(lm: LMModel, lm_kwargs: dict[str, Any], face: FaceConfig,
     device = device if device is not None else lm.device
     dtype = dtype if dtype is not None else lm.dtype
     model = FaceLMModel(face, device="meta", dtype=dtype, **lm_constructor_kwargs(lm_kwargs))
-    try:
-        result = model.load_state_dict(lm.state_dict(), strict=False, assign=True)
-    except RuntimeError as exc:
-        raise MoshifaceError(f"the Moshi weights do not fit the Moshi-Face model: {_first_line(exc)}") from exc
-    not_face = [k for k in result.missing_keys if not k.startswith(FACE_PREFIXES)]
-    if not_face or result.unexpected_keys:
-        raise MoshifaceError(
-            f"the Moshi weights do not fit the Moshi-Face model: missing {not_face[:3]}, "
-            f"unexpected {list(result.unexpected_keys)[:3]}")
+    new_keys = _load_moshi_keys(model, lm.state_dict(), assign=True)
     model.build_face_modules(device, dtype)
     model.to(device)
-    return model.eval(), sorted(result.missing_keys)
+    return model.eval(), new_keys
 
 
 def load_moshi_state_into(model: FaceLMModel, state: dict[str, torch.Tensor]) -> list[str]:
     """Loads a Moshi-format state dict into ``model``; returns the keys it did not have
     (the face parameters, kept as they are). Anything else missing or unexpected, or a
     shape that differs, is a ``MoshifaceError``."""
+    return _load_moshi_keys(model, state)
+
+
+def _load_moshi_keys(model: FaceLMModel, state: dict[str, torch.Tensor], assign: bool = False) -> list[str]:
+    """Loads Moshi weights non-strictly and checks that exactly the face parameters were
+    left out; returns them, sorted."""
     try:
-        result = model.load_state_dict(state, strict=False)
+        result = model.load_state_dict(state, strict=False, assign=assign)
     except RuntimeError as exc:
         raise MoshifaceError(f"the Moshi weights do not fit the Moshi-Face model: {_first_line(exc)}") from exc
     not_face = [k for k in result.missing_keys if not k.startswith(FACE_PREFIXES)]

@@ -29,7 +29,7 @@ from moshiface_ros.msg import AudioChunk
 from moshiface_ros.nodes.parameters import AUDIO_CAPTURE
 from moshiface_ros.nodes.qos import AUDIO_QOS
 from moshiface_ros.nodes.rclpy_messages import RclpyFactory
-from moshiface_ros.nodes.spin import run_node
+from moshiface_ros.nodes.spin import WarnOnce, run_node
 from moshiface_ros.timing import presentation_ns
 from moshiface_ros.topics import ROBOT_AUDIO, USER_AUDIO
 
@@ -83,7 +83,7 @@ class AudioCaptureNode(Node):
                                float(p["queue_seconds"]))
         self._capture = AudioCapture(config, echo_canceller=self._echo)
         self._factory = RclpyFactory()
-        self._bad_messages = 0
+        self._warn_once = WarnOnce(self.get_logger())
         self._previous: CaptureStats | None = None
         self._pub = self.create_publisher(AudioChunk, USER_AUDIO, AUDIO_QOS)
         self._diagnostics = self.create_publisher(DiagnosticArray, DIAGNOSTICS, 10)
@@ -107,9 +107,7 @@ class AudioCaptureNode(Node):
         try:
             chunk = convert.audio_chunk_from_msg(msg)
         except ValueError as exc:
-            self._bad_messages += 1
-            if self._bad_messages == 1:
-                self.get_logger().warning(f"ignoring bad audio on {ROBOT_AUDIO}: {exc} (reported once)")
+            self._warn_once(ROBOT_AUDIO, f"ignoring bad audio on {ROBOT_AUDIO}: {exc}")
             return
         assert self._echo is not None
         self._echo.add_reference(to_timeline(chunk), presentation_ns(chunk.stamp_ns, self._delay_ms))

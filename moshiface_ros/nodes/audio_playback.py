@@ -24,7 +24,7 @@ from moshiface_ros.msg import AudioChunk
 from moshiface_ros.nodes.audio_capture import DIAGNOSTICS, diagnostic_array, parse_device, parse_latency
 from moshiface_ros.nodes.parameters import AUDIO_PLAYBACK
 from moshiface_ros.nodes.qos import AUDIO_QOS
-from moshiface_ros.nodes.spin import run_node
+from moshiface_ros.nodes.spin import WarnOnce, run_node
 from moshiface_ros.topics import ROBOT_AUDIO
 
 PARAMETERS = AUDIO_PLAYBACK
@@ -41,7 +41,7 @@ class AudioPlaybackNode(Node):
             float(p["block_ms"]), parse_latency(p["latency"]), float(p["presentation_delay_ms"]),
             float(p["lag_ms"]), bool(p["sync_to_stamps"]), float(p["capacity_s"]))
         self._playback = AudioPlayback(config)
-        self._bad_messages = 0
+        self._warn_once = WarnOnce(self.get_logger())
         self._previous: PlaybackStats | None = None
         self._diagnostics = self.create_publisher(DiagnosticArray, DIAGNOSTICS, 10)
         self._playback.start()
@@ -56,9 +56,7 @@ class AudioPlaybackNode(Node):
         try:
             chunk = convert.audio_chunk_from_msg(msg)
         except ValueError as exc:
-            self._bad_messages += 1
-            if self._bad_messages == 1:
-                self.get_logger().warning(f"dropping bad audio on {ROBOT_AUDIO}: {exc} (reported once)")
+            self._warn_once(ROBOT_AUDIO, f"dropping bad audio on {ROBOT_AUDIO}: {exc}")
             return
         self._playback.push(chunk)
 

@@ -24,7 +24,7 @@ from moshiface_ros.msg import AudioChunk, DialogueText, FaceFrame, FaceTokens
 from moshiface_ros.nodes.parameters import MOSHIFACE_NODE
 from moshiface_ros.nodes.qos import AUDIO_QOS, FACE_QOS, TEXT_QOS
 from moshiface_ros.nodes.rclpy_messages import RclpyFactory
-from moshiface_ros.nodes.spin import run_node
+from moshiface_ros.nodes.spin import WarnOnce, run_node
 from moshiface_ros.topics import ROBOT_AUDIO, ROBOT_FACE, ROBOT_FACE_TOKENS, ROBOT_TEXT, USER_AUDIO, USER_FACE
 
 PARAMETERS = MOSHIFACE_NODE
@@ -38,11 +38,10 @@ class MoshifaceNode(Node):
         p = {name: self.get_parameter(name).value for name in PARAMETERS}
         self._stepper = self._build_stepper(p)
         self._factory = RclpyFactory()
-        self._bad_messages = 0
+        self._warn_once = WarnOnce(self.get_logger())
         self._audio_pub = self.create_publisher(AudioChunk, ROBOT_AUDIO, AUDIO_QOS)
         self._text_pub = self.create_publisher(DialogueText, ROBOT_TEXT, TEXT_QOS)
         self.create_subscription(AudioChunk, USER_AUDIO, self._on_user_audio, AUDIO_QOS)
-        self._bad_faces = 0
         if self._stepper.face is not None:
             self._tokens_pub = self.create_publisher(FaceTokens, ROBOT_FACE_TOKENS, FACE_QOS)
             self._face_pub = self.create_publisher(FaceFrame, ROBOT_FACE, FACE_QOS)
@@ -79,17 +78,13 @@ class MoshifaceNode(Node):
         try:
             self._stepper.face.push_user(convert.face_frame_from_msg(msg))
         except ValueError as exc:
-            self._bad_faces += 1
-            if self._bad_faces == 1:
-                self.get_logger().warning(f"dropping bad face frames on {USER_FACE}: {exc} (reported once)")
+            self._warn_once(USER_FACE, f"dropping bad face frames on {USER_FACE}: {exc}")
 
     def _on_user_audio(self, msg: AudioChunk) -> None:
         try:
             chunk: CoreAudioChunk = convert.audio_chunk_from_msg(msg)
         except ValueError as exc:
-            self._bad_messages += 1
-            if self._bad_messages == 1:
-                self.get_logger().warning(f"dropping bad audio on {USER_AUDIO}: {exc} (reported once)")
+            self._warn_once(USER_AUDIO, f"dropping bad audio on {USER_AUDIO}: {exc}")
             return
         for record in self._stepper.push(chunk):
             self._audio_pub.publish(convert.audio_chunk_to_msg(record.robot, self._factory))

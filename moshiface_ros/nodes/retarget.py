@@ -38,7 +38,7 @@ from moshiface_ros.msg import AudioChunk, BlendshapeWeights, FaceFrame
 from moshiface_ros.nodes.parameters import RETARGET
 from moshiface_ros.nodes.qos import AUDIO_QOS, COMMAND_QOS, FACE_QOS
 from moshiface_ros.nodes.rclpy_messages import RclpyFactory
-from moshiface_ros.nodes.spin import run_node
+from moshiface_ros.nodes.spin import WarnOnce, run_node
 from moshiface_ros.retarget.actuators import CommandSchedule
 from moshiface_ros.retarget.livelink import LiveLinkSender
 from moshiface_ros.retarget.marker import decimate_faces, triangle_list
@@ -71,7 +71,7 @@ class RetargetNode(Node):
         self._head = HeadRetargeter.from_file(head_file, regions=Path(p["regions_file"]) if p["regions_file"] else None,
                                               presentation_delay_ms=p["presentation_delay_ms"])
         self._factory = RclpyFactory()
-        self._warned: set[str] = set()
+        self._warn_once = WarnOnce(self.get_logger())
         self._schedule = CommandSchedule(self._head.bank.names, self._head.bank.neutral)
         self._livelink_queue: deque = deque()
         self._livelink = LiveLinkSender(p["livelink_host"], p["livelink_port"]) if p["livelink_enabled"] else None
@@ -94,11 +94,6 @@ class RetargetNode(Node):
             f"{'; Live Link to %s:%d' % (p['livelink_host'], p['livelink_port']) if self._livelink else ''}")
 
     # -- input --------------------------------------------------------------------------
-
-    def _warn_once(self, key: str, text: str) -> None:
-        if key not in self._warned:
-            self._warned.add(key)
-            self.get_logger().warning(f"{text} (reported once)")
 
     def _on_face(self, msg: FaceFrame) -> None:
         try:

@@ -32,3 +32,17 @@ def run_node(make_node: Callable[[], Node], name: str, args=None) -> int:
         node.destroy_node()
         rclpy.try_shutdown()
     return 0
+
+
+class WarnOnce:
+    """A running node survives bad input and says so once per kind of problem (``key``),
+    not once per message: a broken publisher at 25 Hz must not flood the log."""
+
+    def __init__(self, logger) -> None:
+        self._logger = logger
+        self._said: set[str] = set()
+
+    def __call__(self, key: str, text: str) -> None:
+        if key not in self._said:
+            self._said.add(key)
+            self._logger.warning(f"{text} (reported once)")
