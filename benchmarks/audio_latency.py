@@ -38,14 +38,13 @@ from moshiface_ros.audio.live import LiveAudio  # noqa: E402
 from moshiface_ros.audio.playback import AudioPlayback, PlaybackConfig  # noqa: E402
 from moshiface_ros.audio.synth import synthetic_speech, tone  # noqa: E402
 from moshiface_ros.messages.types import NS_PER_S, AudioChunk  # noqa: E402
+from figures import print_percentiles  # benchmarks/figures.py, beside this script
 
 RATE = 48000
 
 
-def stats(name: str, values_ms: list[float], unit: str = "ms") -> None:
-    ms = np.asarray(values_ms)
-    print(f"{name}: p50 {np.percentile(ms, 50):.3f} p95 {np.percentile(ms, 95):.3f} "
-          f"max {ms.max():.3f} {unit} (n={len(ms)})")
+def stats(name: str, values_ms: list[float]) -> None:
+    print_percentiles(name, values_ms, unit="ms", scale=1.0)
 
 
 def _onset_ns(chunks: list[AudioChunk], threshold: float = 0.05) -> tuple[int, int] | None:

@@ -16,17 +16,14 @@ from __future__ import annotations
 import argparse
 import time
 
-import numpy as np
 import torch
 
 from moshiface_ros.face_codec.config import config_from_name
 from moshiface_ros.face_codec.model import FaceCodec
+from figures import print_percentiles  # benchmarks/figures.py, beside this script
 
 
-def stats(name: str, seconds: list[float], unit: str = "ms/step") -> None:
-    ms = np.asarray(seconds) * 1e3
-    print(f"{name}: p50 {np.percentile(ms, 50):.3f} p95 {np.percentile(ms, 95):.3f} "
-          f"max {ms.max():.3f} {unit} (n={len(ms)})")
+stats = print_percentiles
 
 
 def _sync(device: torch.device) -> None:

@@ -38,14 +38,13 @@ from moshiface_ros.retarget.solver import (
 )
 from moshiface_ros.retarget.synthetic import synthetic_face
 from moshiface_ros.timing import FACE_FRAME_NS
+from figures import print_percentiles  # benchmarks/figures.py, beside this script
 
 HEADS = Path(__file__).resolve().parent.parent / "config" / "heads"
 
 
 def stats(name: str, seconds: list[float]) -> None:
-    ms = np.asarray(seconds) * 1e3
-    print(f"{name}: p50 {np.percentile(ms, 50):.3f} p95 {np.percentile(ms, 95):.3f} "
-          f"max {ms.max():.3f} ms/frame CPU (n={len(ms)})")
+    print_percentiles(name, seconds, unit="ms/frame CPU")
 
 
 def weight_walk(frames: int, shapes: int, exclusive: list[tuple[int, int]], seed: int = 0) -> np.ndarray:

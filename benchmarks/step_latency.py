@@ -38,12 +38,10 @@ from moshiface_ros.recording.bag import SessionBag
 from moshiface_ros.speech.engine import FRAME_SIZE, SpeechEngine
 from moshiface_ros.speech.models import SpeechModels, build_tiny
 from moshiface_ros.topics import ROBOT_AUDIO, ROBOT_TEXT, USER_AUDIO
+from figures import print_percentiles  # benchmarks/figures.py, beside this script
 
 
-def stats(name: str, seconds: list[float], unit: str = "ms/step") -> None:
-    ms = np.asarray(seconds) * 1e3
-    print(f"{name}: p50 {np.percentile(ms, 50):.3f} p95 {np.percentile(ms, 95):.3f} "
-          f"max {ms.max():.3f} {unit} (n={len(ms)})")
+stats = print_percentiles
 
 
 def timed(fn, *args) -> tuple[float, object]:

@@ -24,13 +24,11 @@ import argparse
 import time
 
 import numpy as np
+from figures import print_percentiles  # benchmarks/figures.py, beside this script
 
 
 def stats(name: str, seconds: list[float]) -> float:
-    ms = np.asarray(seconds) * 1e3
-    p50 = float(np.percentile(ms, 50))
-    print(f"{name}: p50 {p50:.3f} p95 {np.percentile(ms, 95):.3f} max {ms.max():.3f} ms/frame (n={len(ms)})")
-    return p50
+    return print_percentiles(name, seconds, unit="ms/frame")
 
 
 def frames(count: int, width: int, height: int) -> list[np.ndarray]:
