@@ -19,8 +19,8 @@ from moshiface_ros.face_codec.checkpoint import save_codec
 from moshiface_ros.face_codec.config import CodecConfig
 from moshiface_ros.face_codec.model import FaceCodec
 from moshiface_ros.face_codec.synthetic import SyntheticFace
-from moshiface_ros.face_lm.data import Word, align_text, read_dialogue, split_dialogues
-from moshiface_ros.face_lm.evaluate import av_sync, lag_correlation
+from moshiface_ros.training.data import Word, align_text, read_dialogue, split_dialogues
+from moshiface_ros.training.sync import av_sync, lag_correlation
 from moshiface_ros.regions import save_regions
 
 VERTICES = 120

@@ -13,11 +13,13 @@ from moshi.models import loaders
 from safetensors.torch import save_file
 
 from moshiface_ros.errors import MoshifaceError
-from moshiface_ros.face_lm.config import FaceConfig, tiny_face_config, tiny_lm_kwargs
+from moshiface_ros.constants import FRAME_SIZE
+from moshiface_ros.face_lm.config import FaceConfig
 from moshiface_ros.face_lm.generate import FaceLMGen
 from moshiface_ros.face_lm.model import FaceLMModel, build_face_lm
+from moshiface_ros.face_lm.tiny import tiny_face_config, tiny_lm_kwargs
 from moshiface_ros.face_lm.weights import extend_lm, load_moshi_state_into, save_face_only
-from moshiface_ros.speech.engine import FRAME_SIZE, SpeechEngine
+from moshiface_ros.speech.engine import SpeechEngine
 from moshiface_ros.speech.models import ModelSpec, build_tiny, load_speech_models, save_checkpoint_dir
 
 STEPS = 10

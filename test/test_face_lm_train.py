@@ -14,16 +14,11 @@ import pytest
 import torch
 
 from moshiface_ros.errors import MoshifaceError
-from moshiface_ros.face_lm.dataset import CropSampler, load_split
-from moshiface_ros.face_lm.train import (
-    Dist,
-    TrainConfig,
-    group_of,
-    make_optimizer,
-    run_training,
-    set_trainable,
-    train_step,
-)
+from moshiface_ros.training.config import TrainConfig
+from moshiface_ros.training.dataset import CropSampler, load_split
+from moshiface_ros.training.distributed import Dist
+from moshiface_ros.training.model_setup import group_of, make_optimizer, set_trainable
+from moshiface_ros.training.train import run_training, train_step
 from moshiface_ros.speech.models import ModelSpec, build_tiny, load_speech_models
 
 REPO = Path(__file__).resolve().parent.parent
@@ -156,12 +151,13 @@ def test_two_process_fsdp_stage2_step_on_cpu(data, tmp_path):
         "os.environ.setdefault('NO_TORCH_COMPILE', '1')\n"
         "torch.set_num_threads(1)\n"
         "from pathlib import Path\n"
-        "from moshiface_ros.face_lm.train import TrainConfig, run_training\n"
+        "from moshiface_ros.training.config import TrainConfig\n"
+        "from moshiface_ros.training.train import run_training\n"
         f"c = TrainConfig(stage=2, data=Path({str(data)!r}), out=Path({str(tmp_path / 'fsdp')!r}), steps=1,"
         " batch_size=2, micro_batch=1, seq_len=8, eval_batches=1, save_every=1, progress=False, device='cpu')\n"
         "s = run_training(c)\n"
         "torch.distributed.destroy_process_group()\n"
-        "print('SUMMARY', json.dumps(s))\n")
+        "sys.stdout.write('SUMMARY ' + json.dumps(s) + '\\n')\n")  # one write: the ranks share stdout
     torchrun = Path(sys.executable).with_name("torchrun")
     env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONPATH=str(REPO))
     result = subprocess.run([str(torchrun), "--nproc-per-node", "2", "--master-port", "29571", str(script)],

@@ -235,7 +235,9 @@ def test_numpy_and_torch_skinning_agree(flame):
                           global_pose=rng.normal(size=3) * 0.3, neck_pose=rng.normal(size=3) * 0.2,
                           jaw_pose=[0.25, 0.02, 0.01], eye_pose=rng.normal(size=6) * 0.2,
                           translation=rng.normal(size=3) * 0.1) for _ in range(2)]
-    layer = flame.torch_layer()
+    from moshiface_ros.flame.torch_layer import FlameLayer
+
+    layer = FlameLayer(flame)
     batch = {name: torch.tensor(np.stack([getattr(p, name) for p in params]), dtype=torch.float32)
              for name in ("shape", "expression", "global_pose", "neck_pose", "jaw_pose", "eye_pose", "translation")}
     out = layer(**batch).detach().numpy()

@@ -10,8 +10,9 @@ import sentencepiece
 import torch
 
 from moshiface_ros.audio.synth import synthetic_speech
+from moshiface_ros.constants import FRAME_SIZE
 from moshiface_ros.errors import MoshifaceError
-from moshiface_ros.speech.engine import FRAME_SIZE, SpeechEngine
+from moshiface_ros.speech.engine import SpeechEngine
 from moshiface_ros.speech.models import (
     ModelSpec,
     build_tiny,

@@ -1,5 +1,6 @@
 """``moshiface train``, ``moshiface data prepare`` and ``moshiface eval``: the Moshi-Face
-dialogue model (see docs/moshi-face.md). Heavy imports happen inside the handlers."""
+dialogue model (see docs/moshi-face.md); the work is done by ``moshiface_ros.training``.
+Heavy imports happen inside the handlers, so that ``moshiface --help`` stays fast."""
 
 from __future__ import annotations
 
@@ -105,7 +106,8 @@ def _threads(device: str) -> None:
 
 
 def cmd_train(args: argparse.Namespace) -> int:
-    from ..face_lm.train import TrainConfig, run_training
+    from ..training.config import TrainConfig
+    from ..training.train import run_training
 
     face = {"use_prev_tokens": False} if args.no_prev_face_tokens else {}
     config = TrainConfig(
@@ -128,7 +130,7 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 
 def cmd_data_prepare(args: argparse.Namespace) -> int:
-    from ..face_lm.data import PrepareConfig, run_prepare
+    from ..training.data import PrepareConfig, run_prepare
 
     if args.test_count is not None and args.test_count < 1:
         raise MoshifaceError("--test-count must be at least 1")
@@ -143,7 +145,7 @@ def cmd_data_prepare(args: argparse.Namespace) -> int:
 
 
 def cmd_eval(args: argparse.Namespace) -> int:
-    from ..face_lm.evaluate import EvalConfig, run_eval
+    from ..training.evaluate import EvalConfig, run_eval
 
     _threads(args.device)
     modes = tuple(m.strip() for m in args.mode.split(",") if m.strip())

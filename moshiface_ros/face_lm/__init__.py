@@ -1,8 +1,9 @@
-"""Moshi-Face: Moshi's RQ-Transformer extended with a stream of face tokens.
+"""Moshi-Face, the model: Moshi's RQ-Transformer extended with a stream of face tokens.
 
-``model`` (the extended ``LMModel`` and its Face Transformer), ``generate`` (the
-streaming generator, one call per 80 ms step), ``weights`` (checkpoints), ``data``
-(dialogue preparation), ``train`` (the two training stages) and ``evaluate`` (the
-paper's teacher-forced and free-run protocols). Submodules are imported on use: torch
-and moshi are heavy.
+``config`` (the face streams), ``tiny`` (the tiny random configuration), ``face_transformer``
+and ``model`` (the extended ``LMModel``), ``generate`` (the streaming generator, one call
+per 80 ms step), ``step`` (one generated step by name) and ``weights`` (checkpoints).
+Training, data preparation and evaluation build on it from ``moshiface_ros.training``; this
+package imports nothing from there nor from ``speech``, which sits above it. Submodules are
+imported on use: torch and moshi are heavy.
 """

@@ -4,15 +4,16 @@ The face codec produces ``n_tokens`` (N = 8) tokens per 80 ms step from a codebo
 ``card`` (K = 256) entries. The extended model reads 2N face streams (the robot's own
 previous face tokens, then the user's) and the Face Transformer writes N. Values not
 fixed by the paper (the Face Transformer's width and depth) are chosen to cost a small
-fraction of a 7B step: a 4-layer, 1024-wide transformer over 8 positions.
+fraction of a 7B step: a 4-layer, 1024-wide transformer over 8 positions. The tiny test
+configuration is in ``tiny.py``.
 """
 
 from __future__ import annotations
 
-import copy
 from dataclasses import asdict, dataclass, fields
 from typing import Any
 
+from ..constants import FACE_CARD, FACE_TOKENS
 from ..errors import MoshifaceError
 
 
@@ -30,8 +31,8 @@ class FaceConfig:
     Transformer's queries (the paper's "t-1 face token input"); off reproduces its ablation.
     """
 
-    n_tokens: int = 8
-    card: int = 256
+    n_tokens: int = FACE_TOKENS
+    card: int = FACE_CARD
     delay: int = 1  # face streams lag the text by one step, as Moshi's acoustic audio does
     dim: int = 1024
     num_heads: int = 16
@@ -66,14 +67,3 @@ class FaceConfig:
             raise MoshifaceError(f"face config: unknown field(s) {', '.join(unknown)}")
         return cls(**data)
 
-
-def tiny_face_config() -> FaceConfig:
-    """A Face Transformer for the tiny random LM: same streams, a few thousand weights."""
-    return FaceConfig(dim=64, num_heads=4, num_layers=2, dim_feedforward=128, input_init="normal")
-
-
-def tiny_lm_kwargs() -> dict[str, Any]:
-    """The tiny LM configuration the speech engine uses (one definition for both)."""
-    from ..speech.models import tiny_lm_config
-
-    return copy.deepcopy(tiny_lm_config())

@@ -13,10 +13,10 @@ previous step's tokens, when ``use_prev_tokens`` is on.
 from __future__ import annotations
 
 import torch
-from moshi.models.lm_utils import _init_layer
 from moshi.modules.transformer import StreamingTransformer, create_norm_fn
 from torch import nn
 
+from ..moshi_compat import init_layer
 from .config import FaceConfig
 
 
@@ -49,12 +49,12 @@ class FaceTransformer(nn.Module):
 
     def reset_parameters(self) -> None:
         """Moshi's initialisation (truncated normal, std 1/sqrt(fan_in))."""
-        _init_layer(self.proj)
+        init_layer(self.proj)
         nn.init.trunc_normal_(self.pos_emb, std=0.02)
         if self.prev_emb is not None:
-            _init_layer(self.prev_emb)
+            init_layer(self.prev_emb)
         for layer in self.transformer.layers:
-            layer.apply(_init_layer)
+            layer.apply(init_layer)
         std = self.config.dim ** -0.5
         nn.init.trunc_normal_(self.heads, std=std, a=-3 * std, b=3 * std)
 

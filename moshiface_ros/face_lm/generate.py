@@ -1,6 +1,8 @@
 """``FaceLMGen``: Moshi's streaming generator with the face streams, one call per 80 ms step.
 
-It is moshi's ``LMGen`` (same cache, delays, sampling and CUDA graphs) with three additions:
+It is moshi's ``LMGen`` (same cache, delays, sampling and CUDA graphs; reached through
+``moshi_compat.StreamingLMGen``, which names the private parts of its state) with three
+additions:
 
 - a face cache beside Moshi's token cache, written and read with the same delays (the
   user's face tokens arrive with the user's audio; the robot's sampled face tokens are
@@ -15,18 +17,21 @@ It is moshi's ``LMGen`` (same cache, delays, sampling and CUDA graphs) with thre
 ``teacher_forcing=True`` replaces the sampled text and robot audio by tokens the caller
 gives each step (the depth transformer does not run): the paper's teacher-forced
 evaluation, where only the face is generated.
+
+A step returns moshi's packed layout with the face tokens appended; ``step.StepTokens``
+reads it by name.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
+from typing import Any
 
 import torch
-from moshi.models.lm import LMGen, scatter_with_mask_
-from moshi.utils.compile import CUDAGraphed
-from moshi.utils.sampling import sample_token
 
+from ..moshi_compat import CUDAGraphed, StreamingLMGen, sample_token, scatter_with_mask_
 from .model import ABSENT_FACE_TOKEN, FaceLMModel
+from .step import StepTokens
 
 
 @dataclass
@@ -41,7 +46,7 @@ class _FaceState:
     prepare: CUDAGraphed
 
 
-class FaceLMGen(LMGen):
+class FaceLMGen(StreamingLMGen):
     """Streaming generation of text, robot audio and robot face tokens.
 
     ``face_temp`` / ``face_top_k``: the face stream's own sampling (``use_sampling=False``
@@ -68,12 +73,13 @@ class FaceLMGen(LMGen):
 
     # -- streaming state ---------------------------------------------------------------------
 
-    def _init_streaming_state(self, batch_size: int):
-        state = super()._init_streaming_state(batch_size)
+    def extend_streaming_state(self, state: Any) -> None:
+        """Adds the face state beside moshi's, graphs the temporal call with the face input,
+        and resets the face state whenever moshi resets its own."""
         lm = self.lm_model
         face = lm.face_config
         n, device = face.n_tokens, lm.device
-        ct = state.cache.shape[2]
+        batch_size, ct = self.state_batch_size(state), self.state_cache_length(state)
         state.face = _FaceState(
             cache=torch.full((batch_size, 2 * n, ct), face.initial_token_id, device=device, dtype=torch.long),
             input=torch.full((batch_size, 2 * n, 1), face.initial_token_id, device=device, dtype=torch.long),
@@ -82,30 +88,27 @@ class FaceLMGen(LMGen):
             forced=torch.zeros((batch_size, 1 + lm.dep_q), device=device, dtype=torch.long),
             prepare=CUDAGraphed(self._prepare_face, disable=device.type != "cuda"),
         )
-        state.graphed_main = CUDAGraphed(self._forward_text_with_face, disable=device.type != "cuda")
-        moshi_reset = state.reset_callback
+        self.replace_temporal_call(state, self._forward_text_with_face, device)
 
-        def reset_callback(reset_mask: torch.Tensor) -> None:
-            moshi_reset(reset_mask)
+        def reset_face(reset_mask: torch.Tensor) -> None:
             keep = ~reset_mask.view(-1, 1, 1)
             fs = state.face
             fs.cache.copy_(torch.where(keep, fs.cache, face.initial_token_id))
             fs.input.copy_(torch.where(keep, fs.input, face.initial_token_id))
             fs.sampled.copy_(torch.where(keep[:, :, 0], fs.sampled, face.initial_token_id))
 
-        state.reset_callback = reset_callback
-        return state
+        self.add_reset_callback(state, reset_face)
 
     # -- the three graphed pieces -----------------------------------------------------------
 
     def _prepare_face(self, user_face: torch.Tensor, offsets: torch.Tensor) -> None:
         """Writes last step's robot face and this step's user face into the face cache and
         reads this step's face input (initial tokens while the delay is not yet filled)."""
-        state = self._streaming_state
+        state = self.streaming_state
         fs, face = state.face, self.lm_model.face_config
         n, ct = face.n_tokens, fs.cache.shape[2]
         batch = fs.cache.shape[0]
-        mask = state.exec_mask[:, None, None]
+        mask = self.state_exec_mask(state)[:, None, None]
         here = (offsets % ct).view(-1, 1, 1)
         scatter_with_mask_(fs.cache[:, :n], -1, here.expand(batch, n, 1), fs.sampled[:, :, None], mask)
         ahead = ((offsets + face.delay) % ct).view(-1, 1, 1)
@@ -117,14 +120,14 @@ class FaceLMGen(LMGen):
     def _forward_text_with_face(self, sequence: torch.Tensor, sum_condition: torch.Tensor | None,
                                 cross_attention_src: torch.Tensor | None):
         lm = self.lm_model
-        face_sum = lm.face_input_sum(self._streaming_state.face.input)
+        face_sum = lm.face_input_sum(self.streaming_state.face.input)
         if sum_condition is not None:
             face_sum = face_sum + sum_condition.to(face_sum)
         return lm.forward_text(sequence, face_sum, cross_attention_src)
 
     def depformer_step(self, text_token: torch.Tensor, transformer_out: torch.Tensor) -> torch.Tensor:
         """Moshi's depth transformer (or the forced audio), then the Face Transformer."""
-        fs = self._streaming_state.face
+        fs = self.streaming_state.face
         lm = self.lm_model
         if self.teacher_forcing:
             audio = fs.forced[:, 1:].clone()
@@ -139,7 +142,7 @@ class FaceLMGen(LMGen):
         return audio
 
     def _force_text(self, text_token: torch.Tensor) -> None:
-        text_token.copy_(self._streaming_state.face.forced[:, 0])
+        text_token.copy_(self.streaming_state.face.forced[:, 0])
         if self._user_on_text_hook is not None:
             self._user_on_text_hook(text_token)
 
@@ -158,27 +161,27 @@ class FaceLMGen(LMGen):
         Returns None while the delays fill (the first step), then [B, 1 + dep_q + N, 1]:
         the text token, the robot's audio tokens and the robot's face tokens of one frame.
         """
-        state = self._streaming_state
+        state = self.streaming_state
         if state is None:
             raise RuntimeError("use FaceLMGen inside `with gen.streaming(batch_size):`")
         fs = state.face
-        n = self.lm_model.face_config.n_tokens
+        n, batch_size = self.lm_model.face_config.n_tokens, self.state_batch_size(state)
         if user_face_tokens is None:
-            user_face_tokens = torch.full((state.batch_size, n, 1), ABSENT_FACE_TOKEN,
+            user_face_tokens = torch.full((batch_size, n, 1), ABSENT_FACE_TOKEN,
                                           device=fs.cache.device, dtype=torch.long)
-        if user_face_tokens.shape != (state.batch_size, n, 1):
-            raise ValueError(f"user face tokens must be [{state.batch_size}, {n}, 1], got {tuple(user_face_tokens.shape)}")
+        if user_face_tokens.shape != (batch_size, n, 1):
+            raise ValueError(f"user face tokens must be [{batch_size}, {n}, 1], got {tuple(user_face_tokens.shape)}")
         if self.teacher_forcing:
             if forced_tokens is None:
                 raise ValueError("teacher forcing needs forced_tokens [B, 1 + dep_q, 1] every step")
             fs.forced.copy_(forced_tokens[:, :, 0])
         elif forced_tokens is not None:
             raise ValueError("forced_tokens are only taken with teacher_forcing=True")
-        fs.prepare(user_face_tokens.to(fs.cache.device, torch.long), state.offsets)
-        out = self._step(input_tokens)
-        if out is None:
+        fs.prepare(user_face_tokens.to(fs.cache.device, torch.long), self.state_offsets(state))
+        packed = super().step(input_tokens)
+        if packed is None:
             return None
-        tokens = out[0]
+        step = StepTokens.unpack(packed, self.lm_model.dep_q)
         face = fs.sampled.clone()[:, :, None]
-        face[tokens[:, 0, 0] == self.lm_model.ungenerated_token_id] = self.lm_model.ungenerated_token_id
-        return torch.cat([tokens, face], dim=1)
+        face[step.text[:, 0, 0] == self.lm_model.ungenerated_token_id] = self.lm_model.ungenerated_token_id
+        return replace(step, face=face).pack()

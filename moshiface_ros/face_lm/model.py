@@ -30,9 +30,9 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 from moshi.models.lm import LMModel
-from moshi.models.lm_utils import _delay_sequence, _undelay_sequence
 from torch import nn
 
+from ..moshi_compat import delay_sequence, forget_streaming_children, initial_tokens, undelay_sequence
 from .config import FaceConfig
 from .face_transformer import FaceTransformer
 
@@ -84,7 +84,7 @@ class FaceLMModel(LMModel):
                 self.face_emb.weight.copy_(init)
         self.face_transformer = FaceTransformer(face, self.dim, norm=self._norm, gating=self._gating,
                                                 device=device, dtype=dtype)
-        self._cached_children = None  # streaming looks its children up again
+        forget_streaming_children(self)  # streaming looks its children up again
 
     def face_parameter_names(self) -> list[str]:
         return [name for name, _ in self.named_parameters() if name.startswith(FACE_PREFIXES)]
@@ -147,11 +147,11 @@ class FaceLMModel(LMModel):
         B, K, T = codes.shape
         assert K == self.num_codebooks, (K, self.num_codebooks)
         assert face_codes.shape == (B, self.num_face_streams, T), (face_codes.shape, codes.shape)
-        initial = self._get_initial_token().expand(B, -1, -1)
-        sequence = torch.cat([initial, _delay_sequence(self.delays, codes, initial)], dim=2)
+        initial = initial_tokens(self).expand(B, -1, -1)
+        sequence = torch.cat([initial, delay_sequence(self.delays, codes, initial)], dim=2)
         face_initial = torch.full_like(face_codes[:, :, :1], self.face_config.initial_token_id)
         face_sequence = torch.cat(
-            [face_initial, _delay_sequence(self.face_delays, face_codes, face_initial)], dim=2)
+            [face_initial, delay_sequence(self.face_delays, face_codes, face_initial)], dim=2)
 
         with torch.set_grad_enabled(torch.is_grad_enabled() and self._backbone_trains()):
             sum_condition = self.face_input_sum(face_sequence[:, :, :-1])
@@ -168,63 +168,17 @@ class FaceLMModel(LMModel):
         face_logits = self.face_logits(transformer_out, sequence[:, 0, 1:],
                                        sequence[:, 1:1 + self.dep_q, 1:], face_sequence[:, :n, :-1])
 
-        logits, mask = _undelay_sequence(self.delays[1:1 + self.dep_q], logits, fill_value=float("NaN"))
+        logits, mask = undelay_sequence(self.delays[1:1 + self.dep_q], logits, fill_value=float("NaN"))
         mask &= codes[:, 1:1 + self.dep_q] != self.zero_token_id
-        text_logits, text_mask = _undelay_sequence(self.delays[:1], text_logits, fill_value=float("NaN"))
+        text_logits, text_mask = undelay_sequence(self.delays[:1], text_logits, fill_value=float("NaN"))
         text_mask &= codes[:, :1] != self.zero_token_id
-        face_logits, face_mask = _undelay_sequence(self.face_delays[:n], face_logits, fill_value=float("NaN"))
+        face_logits, face_mask = undelay_sequence(self.face_delays[:n], face_logits, fill_value=float("NaN"))
         face_mask &= face_codes[:, :n] != ABSENT_FACE_TOKEN
         return FaceLMOutput(logits, mask, text_logits, text_mask, face_logits, face_mask)
 
     def _backbone_trains(self) -> bool:
         return any(p.requires_grad for name, p in self.named_parameters()
                    if not name.startswith("face_transformer."))
-
-
-# -- losses ------------------------------------------------------------------------------
-
-
-def masked_cross_entropy(logits: torch.Tensor, targets: torch.Tensor, mask: torch.Tensor,
-                         weights: torch.Tensor | None = None) -> torch.Tensor:
-    """Mean cross-entropy over the positions where ``mask`` is set (0 when there are none)."""
-    selected = logits[mask].float()
-    if selected.numel() == 0:
-        return logits.new_zeros((), dtype=torch.float32)
-    losses = F.cross_entropy(selected, targets[mask], reduction="none")
-    if weights is None:
-        return losses.mean()
-    w = weights[mask].to(losses)
-    return (losses * w).sum() / w.sum().clamp(min=1e-8)
-
-
-@dataclass
-class LossWeights:
-    """L = L_text + L_audio + face * L_face (the paper: face = 1). The other two default to
-    a plain mean; Moshi's fine-tuning recipes down-weight text padding and up-weight the
-    semantic codebook, which these allow."""
-
-    face: float = 1.0
-    text_padding: float = 1.0
-    semantic: float = 1.0
-
-
-def face_lm_loss(model: FaceLMModel, output: FaceLMOutput, codes: torch.Tensor, face_codes: torch.Tensor,
-                 weights: LossWeights | None = None) -> dict[str, torch.Tensor]:
-    """The three cross-entropies and their weighted sum (``total``)."""
-    weights = weights or LossWeights()
-    text_targets = codes[:, :1]
-    text_w = torch.ones_like(text_targets, dtype=torch.float32)
-    if weights.text_padding != 1.0:
-        text_w = torch.where(text_targets == model.text_padding_token_id,
-                             torch.full_like(text_w, weights.text_padding), text_w)
-    text = masked_cross_entropy(output.text_logits, text_targets, output.text_mask, text_w)
-    audio_targets = codes[:, 1:1 + model.dep_q]
-    audio_w = torch.ones_like(audio_targets, dtype=torch.float32)
-    audio_w[:, 0] = weights.semantic
-    audio = masked_cross_entropy(output.logits, audio_targets, output.mask, audio_w)
-    n = model.face_config.n_tokens
-    face = masked_cross_entropy(output.face_logits, face_codes[:, :n], output.face_mask)
-    return {"total": text + audio + weights.face * face, "text": text, "audio": audio, "face": face}
 
 
 # -- construction ------------------------------------------------------------------------

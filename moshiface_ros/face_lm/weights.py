@@ -18,7 +18,6 @@ Every problem with a checkpoint is one ``MoshifaceError`` naming the directory.
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 from typing import Any
 
@@ -28,6 +27,8 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
 from ..errors import MoshifaceError
+from ..fileio import atomic_path, atomic_write_text
+from ..moshi_compat import forget_streaming_children
 from .config import FaceConfig
 from .model import FACE_PREFIXES, FaceLMModel, lm_constructor_kwargs
 
@@ -90,15 +91,8 @@ def face_state_dict(model: FaceLMModel) -> dict[str, torch.Tensor]:
 
 
 def _atomic_save(tensors: dict[str, torch.Tensor], path: Path) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    save_file({k: v.detach().contiguous().cpu() for k, v in tensors.items()}, str(tmp))
-    os.replace(tmp, path)
-
-
-def _atomic_write_text(path: Path, text: str) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(text)
-    os.replace(tmp, path)
+    with atomic_path(path) as tmp:
+        save_file({k: v.detach().contiguous().cpu() for k, v in tensors.items()}, str(tmp))
 
 
 def face_section(face: FaceConfig, weights: str, base: str | None = None) -> dict[str, Any]:
@@ -116,7 +110,7 @@ def save_face_only(model: FaceLMModel, directory: str | Path, base: str, lm_conf
     config = {k: v for k, v in lm_config.items() if k != FACE_SECTION}
     config[FACE_SECTION] = face_section(model.face_config, "face", base)
     _atomic_save(state if state is not None else face_state_dict(model), directory / WEIGHTS_NAME)
-    _atomic_write_text(directory / "config.json", json.dumps(config, indent=1))
+    atomic_write_text(directory / "config.json", json.dumps(config, indent=1))
     return directory
 
 
@@ -184,5 +178,5 @@ def build_full_from_dir(directory: Path, lm_config: dict[str, Any], face: FaceCo
     except RuntimeError as exc:
         raise MoshifaceError(f"cannot load {directory}: {WEIGHTS_NAME} does not match config.json "
                              f"({_first_line(exc)})") from exc
-    model._cached_children = None
+    forget_streaming_children(model)
     return model.eval()

@@ -5,6 +5,9 @@ FLAME 2020 and 2023 pickles share one format: ``v_template`` (V x 3), ``f`` (F x
 ``shapedirs`` (V x 3 x 400: 300 identity then 100 expression components), ``posedirs``
 (V x 3 x 36), ``J_regressor`` (5 x V, usually scipy sparse), ``weights`` (V x 5) and
 ``kintree_table`` (2 x 5; parents -1, 0, 1, 1, 1: root, neck, jaw, left eye, right eye).
+
+This module is numpy only; ``torch_layer.FlameLayer(model)`` evaluates the same model
+batched and differentiably in torch.
 """
 
 from __future__ import annotations
@@ -185,8 +188,3 @@ class FlameModel:
         rest = self.rest_vertices(params.shape, params.expression)
         return _lbs.lbs(rest, self.joints(rest), params.rotations(), self.posedirs, self.weights,
                         self.parents, params.translation)
-
-    def torch_layer(self, device: Any = "cpu", dtype: Any = None) -> Any:
-        from .torch_layer import FlameLayer
-
-        return FlameLayer(self).to(device=device, dtype=dtype) if dtype is not None else FlameLayer(self).to(device)

@@ -11,7 +11,7 @@ two eyeballs (17 rings of 17 vertices + 2 poles each):
 vertices 1 + 74*60 + 2*(17*17 + 2) = 5,023; triangles 60 + 73*60*2 + 2*2*17*17 = 9,976.
 
 Geometry: an ellipsoid whose front is bent through the reference face (MediaPipe's
-landmark layout measured on a real photo, ``tracking.reference``), so that face landmarks
+landmark layout measured on a real photo, ``reference_face``), so that face landmarks
 and a landmark embedding mean something on it; a neck tube below. Bases are spatially
 smooth random fields (identity over the whole head, expression on the face only, pose
 correctives near the neck and jaw), orthogonal and scaled like PCA components.
@@ -20,11 +20,14 @@ correctives near the neck and jaw), orthogonal and scaled like PCA components.
 from __future__ import annotations
 
 import pickle
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
+from ..fileio import atomic_path
 from .model import FlameModel
+from .reference_face import load_reference
 
 COLUMNS, HEAD_RINGS, NECK_RINGS = 60, 62, 12
 EYE_RINGS = EYE_COLUMNS = 17
@@ -157,16 +160,20 @@ def _pca_like(fields: np.ndarray, rows: np.ndarray, rms: np.ndarray) -> np.ndarr
     return (mapped * rms * np.sqrt(len(sel))).reshape(P, 3, n)
 
 
-def build_synthetic_flame(seed: int = 0) -> FlameModel:
-    """A FLAME-format model (see the module doc); same ``seed``, same model."""
-    from ..tracking.reference import load_reference
+@dataclass
+class _Mesh:
+    """The synthetic head's vertices and where its parts lie in them."""
 
-    rng = np.random.default_rng(seed)
-    reference, groups = load_reference()
-    face = reference[:468]
-    head = _Head(face)
+    v_template: np.ndarray  # V x 3: head (top, rings, neck), left eyeball, right eyeball
+    faces: np.ndarray
+    n_head: int  # head vertices come first
+    left_rows: np.ndarray  # the eyeballs' vertex indices
+    right_rows: np.ndarray
+    eye_centers: dict[str, np.ndarray]
+
+
+def _mesh(head: _Head, reference: np.ndarray, groups: dict[str, np.ndarray]) -> _Mesh:
     head_vertices, _ = _head_vertices(head)
-    head_faces = _head_faces()
     n_head = len(head_vertices)
     eye_centers = {}
     for side in ("left", "right"):
@@ -175,12 +182,17 @@ def build_synthetic_flame(seed: int = 0) -> FlameModel:
     left, left_faces = _eyeball(eye_centers["left"], n_head)
     right, right_faces = _eyeball(eye_centers["right"], n_head + len(left))
     v_template = np.concatenate([head_vertices, left, right])
-    faces = np.concatenate([head_faces, left_faces, right_faces])
+    faces = np.concatenate([_head_faces(), left_faces, right_faces])
     V = len(v_template)
-    left_rows = np.arange(n_head, n_head + len(left))
-    right_rows = np.arange(n_head + len(left), V)
+    return _Mesh(v_template, faces, n_head, np.arange(n_head, n_head + len(left)),
+                 np.arange(n_head + len(left), V), eye_centers)
 
-    # Skinning: root at the base of the neck, neck for the skull, jaw below the lips.
+
+def _skinning(mesh: _Mesh, head: _Head, reference: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Skinning weights (V x 5) and joint regressor (5 x V): root at the base of the neck,
+    neck for the skull, jaw below the lips; also returns each vertex's faceness."""
+    v_template, n_head = mesh.v_template, mesh.n_head
+    V = len(v_template)
     lip_split = (reference[13, 1] + reference[14, 1]) / 2
     chin_y = reference[152, 1]
     hinge = np.array([0.0, lip_split + 0.025, head.center[2] + 0.005])
@@ -194,8 +206,8 @@ def build_synthetic_flame(seed: int = 0) -> FlameModel:
     weights[:, 2] = jaw * (1 - root)
     weights[:, 0] = root
     weights[:, 1] = 1 - weights[:, 0] - weights[:, 2]
-    weights[left_rows] = [0, 0, 0, 1, 0]
-    weights[right_rows] = [0, 0, 0, 0, 1]
+    weights[mesh.left_rows] = [0, 0, 0, 1, 0]
+    weights[mesh.right_rows] = [0, 0, 0, 0, 1]
 
     J_regressor = np.zeros((5, V))
     J_regressor[0, n_head - COLUMNS:n_head] = 1.0 / COLUMNS
@@ -203,34 +215,57 @@ def build_synthetic_flame(seed: int = 0) -> FlameModel:
     J_regressor[1, neck_ring] = 1.0 / COLUMNS
     for side in (-1, 1):
         target = hinge + np.array([side * 0.07, 0, 0])
-        nearest = np.argsort(np.linalg.norm(head_vertices - target, axis=1))[:4]
+        nearest = np.argsort(np.linalg.norm(v_template[:n_head] - target, axis=1))[:4]
         J_regressor[2, nearest] = 1.0 / 8
-    J_regressor[3, left_rows] = 1.0 / len(left_rows)
-    J_regressor[4, right_rows] = 1.0 / len(right_rows)
+    J_regressor[3, mesh.left_rows] = 1.0 / len(mesh.left_rows)
+    J_regressor[4, mesh.right_rows] = 1.0 / len(mesh.right_rows)
+    return weights, J_regressor, faceness
 
-    # Bases. Eyeballs move rigidly with their centre's displacement.
-    points = np.concatenate([head_vertices, eye_centers["left"][None], eye_centers["right"][None]])
+
+def _shape_bases(mesh: _Mesh, faceness: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """Identity then expression components (V x 3 x 400). Eyeballs move rigidly with their
+    centre's displacement; expressions do not move them."""
+    n_head = mesh.n_head
+    head_vertices = mesh.v_template[:n_head]
+    points = np.concatenate([head_vertices, mesh.eye_centers["left"][None], mesh.eye_centers["right"][None]])
     identity = _random_fields(points, rng, NUM_SHAPE, (0.15, 0.6))
     identity = _pca_like(identity, np.arange(n_head), 0.006 * (1 + np.arange(NUM_SHAPE)) ** -0.8)
     face_weight = np.concatenate([faceness[:n_head], [1.0, 1.0]])[:, None, None]
     expression = _random_fields(points, rng, NUM_EXPRESSION, (0.04, 0.15)) * face_weight
-    expression[n_head:] = 0.0  # expressions do not move the eyeballs
+    expression[n_head:] = 0.0
     face_rows = np.flatnonzero(faceness[:n_head] > 0.5)
     expression = _pca_like(expression, face_rows, 0.003 * (1 + np.arange(NUM_EXPRESSION)) ** -0.5)
 
-    shapedirs = np.zeros((V, 3, NUM_SHAPE + NUM_EXPRESSION))
+    shapedirs = np.zeros((len(mesh.v_template), 3, NUM_SHAPE + NUM_EXPRESSION))
     shapedirs[:n_head, :, :NUM_SHAPE] = identity[:n_head]
-    shapedirs[left_rows, :, :NUM_SHAPE] = identity[n_head]
-    shapedirs[right_rows, :, :NUM_SHAPE] = identity[n_head + 1]
+    shapedirs[mesh.left_rows, :, :NUM_SHAPE] = identity[n_head]
+    shapedirs[mesh.right_rows, :, :NUM_SHAPE] = identity[n_head + 1]
     shapedirs[:n_head, :, NUM_SHAPE:] = expression[:n_head]
+    return shapedirs
 
-    posedirs = np.zeros((V, 3, NUM_POSE))
-    pose_fields = _random_fields(head_vertices, rng, 18, (0.05, 0.2))
+
+def _pose_bases(mesh: _Mesh, weights: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """Pose correctives (V x 3 x 36) near the neck (neck joint) and the jaw."""
+    n_head = mesh.n_head
+    y = mesh.v_template[:, 1]
+    posedirs = np.zeros((len(mesh.v_template), 3, NUM_POSE))
+    pose_fields = _random_fields(mesh.v_template[:n_head], rng, 18, (0.05, 0.2))
     neck_region = (1 - weights[:n_head, 0]) * weights[:n_head, 1] * _sigmoid((0.0 - y[:n_head]) / 0.02)
     posedirs[:n_head, :, 0:9] = 0.002 * pose_fields[:, :, :9] * neck_region[:, None, None]
     posedirs[:n_head, :, 9:18] = 0.002 * pose_fields[:, :, 9:] * weights[:n_head, 2][:, None, None]
+    return posedirs
 
-    arrays = {"v_template": v_template, "f": faces, "shapedirs": shapedirs, "posedirs": posedirs,
+
+def build_synthetic_flame(seed: int = 0) -> FlameModel:
+    """A FLAME-format model (see the module doc); same ``seed``, same model."""
+    rng = np.random.default_rng(seed)
+    reference, groups = load_reference()
+    head = _Head(reference[:468])
+    mesh = _mesh(head, reference, groups)
+    weights, J_regressor, faceness = _skinning(mesh, head, reference)
+    shapedirs = _shape_bases(mesh, faceness, rng)
+    posedirs = _pose_bases(mesh, weights, rng)
+    arrays = {"v_template": mesh.v_template, "f": mesh.faces, "shapedirs": shapedirs, "posedirs": posedirs,
               "J_regressor": J_regressor, "weights": weights,
               "kintree_table": np.array([[4294967295, 0, 1, 1, 1], [0, 1, 2, 3, 4]], dtype=np.int64)}
     return FlameModel.from_arrays(arrays, source=f"synthetic FLAME-format model (seed {seed})")
@@ -240,8 +275,6 @@ def synthetic_masks(model: FlameModel) -> dict[str, np.ndarray]:
     """FLAME_masks.pkl-style regions of the synthetic model (vertex index arrays by name),
     found from the reference face the model is shaped after."""
     from scipy.spatial import cKDTree
-
-    from ..tracking.reference import load_reference
 
     reference, groups = load_reference()
     head = model.v_template[:1 + (HEAD_RINGS + NECK_RINGS) * COLUMNS]
@@ -270,8 +303,6 @@ def write_flame_pickle(model: FlameModel, path: Path | str) -> Path:
     arrays["bs_style"] = "lbs"
     arrays["bs_type"] = "lrotmin"
     path = Path(path)
-    tmp = path.with_name(path.name + ".tmp")
-    with open(tmp, "wb") as f:
+    with atomic_path(path) as tmp, open(tmp, "wb") as f:
         pickle.dump(arrays, f, protocol=2)
-    tmp.replace(path)
     return path

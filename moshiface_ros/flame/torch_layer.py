@@ -1,4 +1,8 @@
-"""FLAME as a torch module: batched, differentiable, on any device (training, rendering)."""
+"""FLAME as a torch module: batched, differentiable, on any device (training, rendering).
+
+Built from a ``model.FlameModel`` (``FlameLayer(model).to(device)``); the numpy model knows
+nothing of torch, so importing it never pulls torch in.
+"""
 
 from __future__ import annotations
 

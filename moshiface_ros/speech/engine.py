@@ -26,16 +26,13 @@ from dataclasses import dataclass
 
 import numpy as np
 import torch
-from moshi.models import LMGen
-from moshi.utils.compile import no_compile, no_cuda_graph
 
+from ..constants import DEFAULT_SEED, FRAME_SIZE, SAMPLE_RATE  # noqa: F401 (SAMPLE_RATE: for importers)
+from ..face_lm.generate import FaceLMGen
+from ..face_lm.model import FaceLMModel
+from ..face_lm.step import StepTokens
+from ..moshi_compat import LMGen, no_compile, no_cuda_graph
 from .models import SpeechModels
-
-FACE_TOKENS = 8  # face codec tokens per step (N)
-FACE_CARD = 256  # face codec codebook size (K)
-
-SAMPLE_RATE = 24000
-FRAME_SIZE = 1920  # samples per step: 80 ms at 24 kHz, 12.5 steps per second
 
 
 @dataclass
@@ -76,7 +73,7 @@ class SpeechEngine:
         self,
         models: SpeechModels,
         sampling: Sampling | None = None,
-        seed: int | None = 0,
+        seed: int | None = DEFAULT_SEED,
         cuda_graphs: bool = True,
     ) -> None:
         sampling = sampling or Sampling()
@@ -88,9 +85,7 @@ class SpeechEngine:
         gen_kwargs = dict(temp=sampling.temperature, temp_text=sampling.text_temperature,
                           top_k=sampling.top_k, top_k_text=sampling.text_top_k)
         self._face_tokens = 0
-        if _has_face(models.lm):
-            from ..face_lm.generate import FaceLMGen
-
+        if isinstance(models.lm, FaceLMModel):
             self._gen = FaceLMGen(models.lm, face_temp=sampling.face_temperature,
                                   face_top_k=sampling.face_top_k, **gen_kwargs)
             self._face_tokens = models.lm.face_config.n_tokens
@@ -197,19 +192,19 @@ class SpeechEngine:
             user = torch.from_numpy(pcm).to(self.device).view(1, 1, FRAME_SIZE)
             user_codes = self._mimi.encode(user)
             if self.has_face:
-                tokens = self._gen.step(user_codes, user_face)
+                packed = self._gen.step(user_codes, user_face)
             else:
-                tokens = self._gen.step(user_codes)
-            if tokens is None:
+                packed = self._gen.step(user_codes)
+            if packed is None:
                 out_pcm, text, audio = self._silence.copy(), None, None
             else:
-                dep_q = self.models.lm.dep_q
-                robot = self._mimi.decode(tokens[:, 1:1 + dep_q])
+                tokens = StepTokens.unpack(packed, self.models.lm.dep_q)
+                robot = self._mimi.decode(tokens.audio)
                 out_pcm = robot.view(-1).clamp_(-1.0, 1.0).float().cpu().numpy()
-                text = int(tokens[0, 0, 0])
-                audio = tokens[0, 1:1 + dep_q, 0].cpu().numpy().astype(np.int64)
-                if self.has_face:
-                    face = tokens[0, 1 + dep_q:, 0].cpu().numpy().astype(np.int64)
+                text = int(tokens.text[0, 0, 0])
+                audio = tokens.audio[0, :, 0].cpu().numpy().astype(np.int64)
+                if tokens.face is not None:
+                    face = tokens.face[0, :, 0].cpu().numpy().astype(np.int64)
         output = StepOutput(
             step=self.steps,
             pcm=out_pcm,
@@ -221,9 +216,3 @@ class SpeechEngine:
         )
         self.steps += 1
         return output
-
-
-def _has_face(lm: torch.nn.Module) -> bool:
-    from ..face_lm.model import FaceLMModel
-
-    return isinstance(lm, FaceLMModel)

@@ -39,16 +39,18 @@ from typing import Any, Callable
 
 import numpy as np
 import torch
+from moshi.models.compression import MimiModel
 
+from ..constants import FRAME_SIZE, SAMPLE_RATE
 from ..errors import MoshifaceError
+from ..face_codec.model import FaceCodec
+from ..fileio import atomic_path, atomic_write_text
+from ..speech.models import ModelSpec, SpeechModels, load_speech_models, resolve_device, resolve_dtype
 from .dataset import SPLITS_FILE, TOKENS_DIR
 
-SAMPLE_RATE = 24000
-FRAME_SIZE = 1920
-FACE_FPS = 25
-STEP_RATE = 12.5
-TEXT_PADDING = 3
-TEXT_END_PADDING = 0
+STEP_RATE = SAMPLE_RATE / FRAME_SIZE  # model steps per second (12.5)
+TEXT_PADDING = 3  # Moshi's text padding token
+TEXT_END_PADDING = 0  # Moshi's end-of-padding token
 
 
 @dataclass
@@ -150,7 +152,7 @@ def load_motion(directory: Path, speaker: str, vertices: int) -> np.ndarray | No
 
 
 @torch.no_grad()
-def face_tokens(codec: Any, motion: np.ndarray | None, steps: int, window_steps: int = 250) -> np.ndarray:
+def face_tokens(codec: FaceCodec, motion: np.ndarray | None, steps: int, window_steps: int = 250) -> np.ndarray:
     """[N, steps] face tokens, encoded window by window (the codec is non-causal: windows
     bound its attention to the lengths it was trained on); -1 where there is no motion."""
     n = codec.config.n_tokens
@@ -168,7 +170,7 @@ def face_tokens(codec: Any, motion: np.ndarray | None, steps: int, window_steps:
 
 
 @torch.no_grad()
-def audio_tokens(mimi: Any, pcm: np.ndarray, steps: int) -> np.ndarray:
+def audio_tokens(mimi: MimiModel, pcm: np.ndarray, steps: int) -> np.ndarray:
     """[8, steps] Mimi tokens of 24 kHz audio (padded with silence to whole steps)."""
     padded = np.zeros(steps * FRAME_SIZE, dtype=np.float32)
     padded[:min(len(pcm), len(padded))] = pcm[:len(padded)]
@@ -177,7 +179,7 @@ def audio_tokens(mimi: Any, pcm: np.ndarray, steps: int) -> np.ndarray:
     return codes[0, :, :steps].cpu().numpy().astype(np.int64)
 
 
-def tokenize_dialogue(dialogue: DialogueFiles, mimi: Any, codec: Any, encode_text: Callable[[str], list[int]],
+def tokenize_dialogue(dialogue: DialogueFiles, mimi: MimiModel, codec: FaceCodec, encode_text: Callable[[str], list[int]],
                       window_steps: int = 250) -> dict[str, np.ndarray]:
     pcm = [audio_24k(dialogue.directory / f"{s}.wav") for s in dialogue.speakers]
     steps = max(1, math.ceil(max(len(p) for p in pcm) / FRAME_SIZE))
@@ -233,7 +235,7 @@ class PrepareConfig:
     progress: bool = True
 
 
-def _text_encoder(config: PrepareConfig, models: Any, text_card: int) -> Callable[[str], list[int]]:
+def _text_encoder(config: PrepareConfig, models: SpeechModels, text_card: int) -> Callable[[str], list[int]]:
     if config.tokenizer is not None:
         import sentencepiece
 
@@ -254,7 +256,6 @@ def run_prepare(config: PrepareConfig) -> dict[str, Any]:
     from tqdm import tqdm
 
     from ..face_codec.checkpoint import load_codec
-    from ..speech.models import ModelSpec, load_speech_models, resolve_device
 
     dialogues = find_dialogues(config.dialogues)
     names = [d.name for d in dialogues]
@@ -273,7 +274,8 @@ def run_prepare(config: PrepareConfig) -> dict[str, Any]:
     if device.type == "cuda" and world > 1:
         device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")))
     codec = load_codec(config.codec, device)
-    models = load_speech_models(ModelSpec.parse(config.model), device, torch.float32 if device.type == "cpu" else torch.bfloat16)
+    spec = ModelSpec.parse(config.model)
+    models = load_speech_models(spec, device, resolve_dtype("auto", device, spec))
     encode_text = _text_encoder(config, models, models.lm.text_card)
     tokens_dir = config.out / TOKENS_DIR
     tokens_dir.mkdir(parents=True, exist_ok=True)
@@ -284,9 +286,8 @@ def run_prepare(config: PrepareConfig) -> dict[str, Any]:
         if target.exists() and not config.overwrite:
             continue
         arrays = tokenize_dialogue(dialogue, models.mimi, codec, encode_text, config.window_steps)
-        tmp = tokens_dir / f".{dialogue.name}.tmp.npz"
-        np.savez(tmp, **arrays)
-        os.replace(tmp, target)
+        with atomic_path(target) as tmp, open(tmp, "wb") as f:
+            np.savez(f, **arrays)
         done += 1
     if world > 1:
         import torch.distributed as dist
@@ -301,7 +302,5 @@ def run_prepare(config: PrepareConfig) -> dict[str, Any]:
                     "codec_config": codec.config.to_json(), "text_card": int(models.lm.text_card),
                     "splits": {k: len(v) for k, v in splits.items()}}
         for path, content in ((config.out / SPLITS_FILE, splits), (config.out / "manifest.json", manifest)):
-            tmp = path.with_name(path.name + ".tmp")
-            tmp.write_text(json.dumps(content, indent=1))
-            os.replace(tmp, path)
+            atomic_write_text(path, json.dumps(content, indent=1))
     return summary

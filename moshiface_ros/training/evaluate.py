@@ -14,87 +14,41 @@ external model.
   takes). They run as one batch of two on the same weights, which is two identical
   models; audio and face are decoded and their synchrony measured.
 
-The synchrony measure replaces SyncNet's LSE-D / LSE-C (which need a pretrained network
-and rendered video): the speech energy envelope (log RMS per 40 ms face frame) and the
-lip aperture (the spread of the lip vertices' vertical displacement) are normalised and
-cross-correlated over lags of +-400 ms. ``lag_ms`` is where the correlation peaks
-(positive: the lips follow the voice), ``corr_peak`` its value and ``corr_zero`` the
-correlation at lag 0. Synchronised speech and lips give a high peak near lag 0; a face
-unrelated to the voice gives a flat curve near zero.
+The synchrony measure (``sync.py``) replaces SyncNet's LSE-D / LSE-C, which need a
+pretrained network and rendered video. The model is loaded as ``moshiface run`` loads it
+(``speech.session``: the same thread, device and dtype rules).
 """
 
 from __future__ import annotations
 
 import json
-import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
+from moshi.models.compression import MimiModel
 
+from ..constants import FACE_FPS, FRAME_SIZE
 from ..errors import MoshifaceError
+from ..face_codec.model import FaceCodec
+from ..face_lm.generate import FaceLMGen
+from ..face_lm.model import FaceLMModel
+from ..face_lm.step import StepTokens
+from ..fileio import atomic_path, atomic_write_text
+from ..moshi_compat import delay_sequence, initial_tokens
+from ..speech.engine import Sampling
+from ..speech.session import SessionOptions, load_models, resolve_placement
 from .dataset import Dialogue, load_split
-
-SAMPLE_RATE = 24000
-FACE_FPS = 25
-MAX_LAG_FRAMES = 10  # 400 ms
-
-
-# -- the synchrony measure -------------------------------------------------------------------
-
-
-def energy_envelope(pcm: np.ndarray, frames: int, rate: int = SAMPLE_RATE) -> np.ndarray:
-    """Log RMS of the audio in each 40 ms face frame."""
-    hop = rate // FACE_FPS
-    padded = np.zeros(frames * hop, dtype=np.float64)
-    padded[:min(len(pcm), len(padded))] = pcm[:len(padded)]
-    rms = np.sqrt((padded.reshape(frames, hop) ** 2).mean(axis=1))
-    return np.log(rms + 1e-4)
-
-
-def lip_aperture(face: np.ndarray, lips: np.ndarray) -> np.ndarray:
-    """How open the mouth is per frame: spread of the lips' vertical displacement (metres)."""
-    return face[:, lips, 1].std(axis=1)
-
-
-def _zscore(x: np.ndarray) -> np.ndarray:
-    std = x.std()
-    return (x - x.mean()) / std if std > 1e-12 else np.zeros_like(x)
-
-
-def lag_correlation(envelope: np.ndarray, aperture: np.ndarray, max_lag: int = MAX_LAG_FRAMES) -> np.ndarray:
-    """Pearson correlation of envelope[t] with aperture[t + lag], lag = -max_lag..max_lag."""
-    e, a = _zscore(envelope), _zscore(aperture)
-    n = len(e)
-    out = np.zeros(2 * max_lag + 1)
-    for i, lag in enumerate(range(-max_lag, max_lag + 1)):
-        if lag >= 0:
-            x, y = e[:n - lag], a[lag:]
-        else:
-            x, y = e[-lag:], a[:n + lag]
-        if len(x) > 2 and x.std() > 1e-12 and y.std() > 1e-12:
-            out[i] = float(np.corrcoef(x, y)[0, 1])
-    return out
-
-
-def sync_scores(curve: np.ndarray, max_lag: int = MAX_LAG_FRAMES) -> dict[str, float]:
-    peak = int(np.argmax(curve))
-    return {"lag_ms": float((peak - max_lag) * 1000 / FACE_FPS), "corr_peak": float(curve[peak]),
-            "corr_zero": float(curve[max_lag])}
-
-
-def av_sync(pcm: np.ndarray, face: np.ndarray, lips: np.ndarray) -> tuple[dict[str, float], np.ndarray]:
-    curve = lag_correlation(energy_envelope(pcm, len(face)), lip_aperture(face, lips))
-    return sync_scores(curve), curve
+from .sync import MAX_LAG_FRAMES, av_sync, energy_envelope, lip_aperture, masked_pcm, zscore
 
 
 # -- decoding helpers --------------------------------------------------------------------------
 
 
 @torch.no_grad()
-def decode_face(codec: Any, tokens: np.ndarray, window_steps: int = 250) -> np.ndarray:
+def decode_face(codec: FaceCodec, tokens: np.ndarray, window_steps: int = 250) -> np.ndarray:
     """[N, S] tokens (all valid) -> (2S, V, 3) displacements, window by window."""
     steps = tokens.shape[1]
     r = codec.config.downsample
@@ -107,7 +61,7 @@ def decode_face(codec: Any, tokens: np.ndarray, window_steps: int = 250) -> np.n
 
 
 @torch.no_grad()
-def decode_audio(mimi: Any, tokens: np.ndarray) -> np.ndarray:
+def decode_audio(mimi: MimiModel, tokens: np.ndarray) -> np.ndarray:
     """[8, S] Mimi tokens -> 24 kHz float32 audio."""
     device = next(mimi.parameters()).device
     pcm = mimi.decode(torch.from_numpy(tokens).long().to(device)[None])
@@ -118,29 +72,27 @@ def decode_audio(mimi: Any, tokens: np.ndarray) -> np.ndarray:
 
 
 @torch.no_grad()
-def teacher_forced_faces(lm: Any, codes: np.ndarray, face: np.ndarray, seed: int, device: torch.device,
-                         face_temp: float = 0.8, face_top_k: int = 100) -> np.ndarray:
+def teacher_forced_faces(lm: FaceLMModel, codes: np.ndarray, face: np.ndarray, seed: int, device: torch.device,
+                         sampling: Sampling | None = None) -> np.ndarray:
     """Generated robot face tokens [N, T] for one conversation, text and robot audio forced.
 
     ``codes`` [1 + 2Q, T] (text, robot audio, user audio), ``face`` [2N, T] (robot, user).
     Step s takes the user's frame s - 1 and the text/audio the model emits at step s (the
-    delayed streams), and returns the face of frame s - 1.
+    delayed streams), and returns the face of frame s - 1. The face is sampled with
+    ``sampling``'s face temperature and top-k (``Sampling``'s defaults when None).
     """
-    from moshi.models.lm_utils import _delay_sequence
-
-    from .generate import FaceLMGen
-
+    sampling = sampling or Sampling()
     n = lm.face_config.n_tokens
     q = lm.dep_q
     steps = codes.shape[1]
     extra = np.concatenate([codes, codes[:, -1:]], axis=1)  # one more frame: the last step's text/audio
     extra[0, -1] = lm.text_padding_token_id
     forced = torch.from_numpy(extra[:1 + q]).long().to(device)[None]
-    initial = lm._get_initial_token()[:, :1 + q]
-    delayed = _delay_sequence(lm.delays[:1 + q], forced, initial)
+    initial = initial_tokens(lm)[:, :1 + q]
+    delayed = delay_sequence(lm.delays[:1 + q], forced, initial)
     user_audio = torch.from_numpy(np.clip(codes[1 + q:], 0, None)).long().to(device)
     user_face = torch.from_numpy(face[n:]).long().to(device)
-    gen = FaceLMGen(lm, face_temp=face_temp, face_top_k=face_top_k, teacher_forcing=True)
+    gen = FaceLMGen(lm, face_temp=sampling.face_temperature, face_top_k=sampling.face_top_k, teacher_forcing=True)
     torch.manual_seed(seed)
     generated = np.zeros((n, steps), dtype=np.int64)
     with gen.streaming(1):
@@ -150,7 +102,7 @@ def teacher_forced_faces(lm: Any, codes: np.ndarray, face: np.ndarray, seed: int
             out = gen.step(user_audio[:, frame].view(1, -1, 1), None if bool((uface < 0).any()) else uface,
                            delayed[:, :, s:s + 1])
             if out is not None:
-                generated[:, s - 1] = out[0, 1 + q:, 0].cpu().numpy()
+                generated[:, s - 1] = StepTokens.unpack(out, q).face[0, :, 0].cpu().numpy()
     return generated
 
 
@@ -164,8 +116,11 @@ class TeacherForcedResult:
     curves: dict[str, np.ndarray] = field(repr=False, default_factory=dict)
 
 
-def evaluate_teacher_forced(lm: Any, mimi: Any, codec: Any, dialogue: Dialogue, robot: int, lips: np.ndarray,
-                            device: torch.device, seed: int, max_steps: int | None = None) -> TeacherForcedResult | None:
+def evaluate_teacher_forced(lm: FaceLMModel, mimi: MimiModel, codec: FaceCodec, dialogue: Dialogue, robot: int,
+                            lips: np.ndarray, device: torch.device, seed: int,
+                            max_steps: int | None = None) -> TeacherForcedResult | None:
+    """One conversation with speaker ``robot`` in the robot's seat; None when that
+    speaker's face is missing (nothing to compare with)."""
     from ..face_codec.metrics import lve, mve
 
     codes, face = dialogue.streams(robot)
@@ -185,7 +140,7 @@ def evaluate_teacher_forced(lm: Any, mimi: Any, codec: Any, dialogue: Dialogue, 
     frames = np.repeat(valid, codec.config.downsample)
     pred, target = torch.from_numpy(faces["generated"][frames]), torch.from_numpy(faces["reconstructed"][frames])
     pcm = decode_audio(mimi, codes[1:1 + lm.dep_q])
-    speech = _masked_pcm(pcm, frames)  # the frames where the ground-truth face exists
+    speech = masked_pcm(pcm, frames)  # the frames where the ground-truth face exists
     sync, curves = {}, {}
     for key, motion in faces.items():
         sync[key], curves[key] = av_sync(speech, motion[frames], lips)
@@ -193,32 +148,21 @@ def evaluate_teacher_forced(lm: Any, mimi: Any, codec: Any, dialogue: Dialogue, 
                                float(lve(pred, target, lips)) * 1e3, sync, curves)
 
 
-def _masked_pcm(pcm: np.ndarray, frames: np.ndarray) -> np.ndarray:
-    hop = SAMPLE_RATE // FACE_FPS
-    padded = np.zeros(len(frames) * hop, dtype=np.float32)
-    padded[:min(len(pcm), len(padded))] = pcm[:len(padded)]
-    return padded.reshape(len(frames), hop)[frames].reshape(-1)
-
-
 # -- free-run ----------------------------------------------------------------------------------
 
 
 @torch.no_grad()
-def free_run(lm: Any, mimi: Any, steps: int, seed: int, device: torch.device, sampling: Any = None
-             ) -> tuple[np.ndarray, np.ndarray]:
+def free_run(lm: FaceLMModel, mimi: MimiModel, steps: int, seed: int, device: torch.device,
+             sampling: Sampling | None = None) -> tuple[np.ndarray, np.ndarray]:
     """Two conversations feeding each other: returns audio tokens [2, Q, steps - 1] and face
     tokens [2, N, steps - 1] of both sides (the first step produces nothing)."""
-    from .generate import FaceLMGen
-
-    from ..speech.engine import Sampling
-
     sampling = sampling or Sampling()
     gen = FaceLMGen(lm, temp=sampling.temperature, temp_text=sampling.text_temperature, top_k=sampling.top_k,
                     top_k_text=sampling.text_top_k, face_temp=sampling.face_temperature,
                     face_top_k=sampling.face_top_k)
     q = lm.dep_q
     with torch.no_grad():
-        silence = mimi.encode(torch.zeros(1, 1, 1920, device=device))[:, :, :1]
+        silence = mimi.encode(torch.zeros(1, 1, FRAME_SIZE, device=device))[:, :, :1]
     heard_audio = silence.expand(2, -1, -1).clone()
     heard_face: torch.Tensor | None = None
     torch.manual_seed(seed)
@@ -228,10 +172,11 @@ def free_run(lm: Any, mimi: Any, steps: int, seed: int, device: torch.device, sa
             out = gen.step(heard_audio, heard_face)
             if out is None:
                 continue
-            audio.append(out[:, 1:1 + q, 0].cpu().numpy())
-            face.append(out[:, 1 + q:, 0].cpu().numpy())
-            heard_audio = out[:, 1:1 + q].flip(0).clone()  # each side hears the other
-            heard_face = out[:, 1 + q:].flip(0).clone()
+            tokens = StepTokens.unpack(out, q)
+            audio.append(tokens.audio[:, :, 0].cpu().numpy())
+            face.append(tokens.face[:, :, 0].cpu().numpy())
+            heard_audio = tokens.audio.flip(0).clone()  # each side hears the other
+            heard_face = tokens.face.flip(0).clone()
     return np.stack(audio, axis=-1), np.stack(face, axis=-1)
 
 
@@ -263,83 +208,105 @@ def _sync_summary(items: list[dict[str, float]]) -> dict[str, float | None]:
     return {key: _mean([i[key] for i in items]) for key in ("lag_ms", "corr_peak", "corr_zero")}
 
 
-def run_eval(config: EvalConfig) -> dict[str, Any]:
-    """Runs the chosen protocols; writes ``results.json`` and ``eval.png`` into ``--out``."""
-    from tqdm import tqdm
+@dataclass
+class _Subject:
+    """What both protocols evaluate: the model, its Mimi, the face codec and the lips."""
 
+    lm: FaceLMModel
+    mimi: MimiModel
+    codec: FaceCodec
+    lips: np.ndarray
+    device: torch.device
+
+
+def _load_subject(config: EvalConfig) -> _Subject:
+    """The model, the codec and the lip vertices, each checked against the others."""
     from ..face_codec.checkpoint import load_codec
     from ..regions import DEFAULT_REGIONS_FILE, load_regions
-    from ..speech.models import ModelSpec, load_speech_models, resolve_device
-    from .model import FaceLMModel
 
-    unknown = sorted(set(config.modes) - {"teacher-forced", "free-run"})
-    if unknown or not config.modes:
-        raise MoshifaceError(f"--mode takes teacher-forced and/or free-run, got {', '.join(unknown) or 'nothing'}")
-    device = resolve_device(config.device)
-    dtype = torch.float32 if device.type == "cpu" else torch.bfloat16
-    models = load_speech_models(ModelSpec.parse(config.model), device, dtype)
+    options = SessionOptions(model=config.model, device=config.device, seed=config.seed)
+    placement = resolve_placement(options)  # the same thread, device and dtype rules as `moshiface run`
+    models = load_models(options, placement)
+    device = placement.device
     if not isinstance(models.lm, FaceLMModel):
         raise MoshifaceError(f"{config.model} is an audio-only Moshi model: evaluation needs a Moshi-Face checkpoint")
     codec = load_codec(config.codec, device)
-    if codec.config.n_tokens != models.lm.face_config.n_tokens or codec.config.codebook_size != models.lm.face_config.card:
-        raise MoshifaceError(f"the codec ({codec.config.n_tokens} tokens of {codec.config.codebook_size}) does not match "
-                             f"the model's face streams ({models.lm.face_config.n_tokens} of {models.lm.face_config.card})")
+    face = models.lm.face_config
+    if codec.config.n_tokens != face.n_tokens or codec.config.codebook_size != face.card:
+        raise MoshifaceError(f"the codec ({codec.config.n_tokens} tokens of {codec.config.codebook_size}) does not "
+                             f"match the model's face streams ({face.n_tokens} of {face.card})")
     regions_path = config.regions or DEFAULT_REGIONS_FILE
     regions = load_regions(regions_path)
     regions.check_vertices(codec.config.vertices, regions_path)
-    lips = regions.get("lips", regions_path)
+    return _Subject(models.lm, models.mimi, codec, regions.get("lips", regions_path), device)
+
+
+def _teacher_forced(config: EvalConfig, subject: _Subject, curves: dict[str, list[np.ndarray]]) -> dict[str, Any]:
+    from tqdm import tqdm
+
+    dialogues = load_split(config.data, "test")[:config.max_dialogues]
+    per: list[TeacherForcedResult] = []
+    jobs = [(d, r) for d in dialogues for r in (0, 1)]
+    for i, (dialogue, robot) in enumerate(tqdm(jobs, disable=not config.progress, desc="teacher-forced")):
+        result = evaluate_teacher_forced(subject.lm, subject.mimi, subject.codec, dialogue, robot, subject.lips,
+                                         subject.device, config.seed + i, config.max_steps)
+        if result is None:
+            continue
+        per.append(result)
+        for key, curve in result.curves.items():
+            curves.setdefault(f"teacher-forced {key}", []).append(curve)
+    if not per:
+        raise MoshifaceError(f"no test dialogue of {config.data} has face tokens to compare with")
+    return {
+        "conversations": len(per),
+        "mve_x1e-3": _mean([r.mve for r in per]),
+        "lve_x1e-3": _mean([r.lve for r in per]),
+        "sync": {key: _sync_summary([r.sync[key] for r in per]) for key in ("generated", "reconstructed", "random")},
+        "per_conversation": [{"dialogue": r.name, "robot_speaker": r.robot, "mve_x1e-3": r.mve,
+                              "lve_x1e-3": r.lve, "sync": r.sync} for r in per],
+    }
+
+
+def _free_runs(config: EvalConfig, subject: _Subject, curves: dict[str, list[np.ndarray]],
+               example: dict[str, np.ndarray]) -> dict[str, Any]:
+    from tqdm import tqdm
+
+    runs = []
+    for i in tqdm(range(config.free_runs), disable=not config.progress, desc="free-run"):
+        audio, face = free_run(subject.lm, subject.mimi, config.free_run_steps, config.seed + 1000 + i, subject.device)
+        for side in range(2):
+            pcm = decode_audio(subject.mimi, audio[side])
+            motion = decode_face(subject.codec, face[side])
+            scores, curve = av_sync(pcm, motion, subject.lips)
+            runs.append(scores)
+            curves.setdefault("free-run", []).append(curve)
+            if not example:
+                example.update(envelope=energy_envelope(pcm, len(motion)), aperture=lip_aperture(motion, subject.lips))
+    return {"conversations": config.free_runs, "sides": len(runs), "steps": config.free_run_steps,
+            "sync": _sync_summary(runs), "per_side": runs}
+
+
+def run_eval(config: EvalConfig) -> dict[str, Any]:
+    """Runs the chosen protocols; writes ``results.json`` and ``eval.png`` into ``--out``."""
+    unknown = sorted(set(config.modes) - {"teacher-forced", "free-run"})
+    if unknown or not config.modes:
+        raise MoshifaceError(f"--mode takes teacher-forced and/or free-run, got {', '.join(unknown) or 'nothing'}")
+    subject = _load_subject(config)
     config.out.mkdir(parents=True, exist_ok=True)
-    results: dict[str, Any] = {"model": config.model, "codec": str(config.codec), "device": str(device)}
+    results: dict[str, Any] = {"model": config.model, "codec": str(config.codec), "device": str(subject.device)}
     curves: dict[str, list[np.ndarray]] = {}
     example: dict[str, np.ndarray] = {}
-
     if "teacher-forced" in config.modes:
-        dialogues = load_split(config.data, "test")[:config.max_dialogues]
-        per: list[TeacherForcedResult] = []
-        jobs = [(d, r) for d in dialogues for r in (0, 1)]
-        for i, (dialogue, robot) in enumerate(tqdm(jobs, disable=not config.progress, desc="teacher-forced")):
-            result = evaluate_teacher_forced(models.lm, models.mimi, codec, dialogue, robot, lips, device,
-                                             config.seed + i, config.max_steps)
-            if result is None:
-                continue
-            per.append(result)
-            for key, curve in result.curves.items():
-                curves.setdefault(f"teacher-forced {key}", []).append(curve)
-        if not per:
-            raise MoshifaceError(f"no test dialogue of {config.data} has face tokens to compare with")
-        results["teacher_forced"] = {
-            "conversations": len(per),
-            "mve_x1e-3": _mean([r.mve for r in per]),
-            "lve_x1e-3": _mean([r.lve for r in per]),
-            "sync": {key: _sync_summary([r.sync[key] for r in per]) for key in ("generated", "reconstructed", "random")},
-            "per_conversation": [{"dialogue": r.name, "robot_speaker": r.robot, "mve_x1e-3": r.mve,
-                                  "lve_x1e-3": r.lve, "sync": r.sync} for r in per],
-        }
-
+        results["teacher_forced"] = _teacher_forced(config, subject, curves)
     if "free-run" in config.modes:
-        runs = []
-        for i in tqdm(range(config.free_runs), disable=not config.progress, desc="free-run"):
-            audio, face = free_run(models.lm, models.mimi, config.free_run_steps, config.seed + 1000 + i, device)
-            for side in range(2):
-                pcm = decode_audio(models.mimi, audio[side])
-                motion = decode_face(codec, face[side])
-                scores, curve = av_sync(pcm, motion, lips)
-                runs.append(scores)
-                curves.setdefault("free-run", []).append(curve)
-                if not example:
-                    example = {"envelope": energy_envelope(pcm, len(motion)), "aperture": lip_aperture(motion, lips)}
-        results["free_run"] = {"conversations": config.free_runs, "sides": len(runs), "steps": config.free_run_steps,
-                               "sync": _sync_summary(runs), "per_side": runs}
-
+        results["free_run"] = _free_runs(config, subject, curves, example)
     results["paper_rows"] = {
         "teacher-forced generated": "Moshi-Face, teacher-forced AV sync (Table 2, LSE-D/LSE-C columns)",
         "teacher-forced reconstructed": "Reconstructed face (upper bound)",
         "teacher-forced random": "Random face (lower bound)",
         "free-run": "Moshi-Face, free-run AV sync",
     }
-    tmp = config.out / "results.json.tmp"
-    tmp.write_text(json.dumps(results, indent=1))
-    os.replace(tmp, config.out / "results.json")
+    atomic_write_text(config.out / "results.json", json.dumps(results, indent=1))
     plot_eval(curves, example, config.out / "eval.png")
     return results
 
@@ -362,14 +329,13 @@ def plot_eval(curves: dict[str, list[np.ndarray]], example: dict[str, np.ndarray
     axes[0].grid(alpha=0.3)
     if example:
         t = np.arange(len(example["envelope"])) / FACE_FPS
-        axes[1].plot(t, _zscore(example["envelope"]), lw=1, label="speech energy (z)")
-        axes[1].plot(t, _zscore(example["aperture"]), lw=1, label="lip aperture (z)")
+        axes[1].plot(t, zscore(example["envelope"]), lw=1, label="speech energy (z)")
+        axes[1].plot(t, zscore(example["aperture"]), lw=1, label="lip aperture (z)")
         axes[1].set_xlabel("time (s), free-run example")
         axes[1].legend(fontsize=8)
     else:
         axes[1].axis("off")
     fig.tight_layout()
-    tmp = path.with_name(path.stem + ".tmp.png")
-    fig.savefig(tmp, dpi=100)
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, dpi=100, format="png")
     plt.close(fig)
-    os.replace(tmp, path)
