@@ -18,6 +18,7 @@ import time
 
 import torch
 
+from moshiface_ros.constants import FACE_FPS, VHAP_VERTICES
 from moshiface_ros.face_codec.config import config_from_name
 from moshiface_ros.face_codec.model import FaceCodec
 from figures import print_percentiles  # benchmarks/figures.py, beside this script
@@ -52,7 +53,7 @@ def streaming(codec: FaceCodec, steps: int, device: torch.device, label: str) ->
 
 
 def whole_sequence(codec: FaceCodec, device: torch.device, label: str, seconds: float = 10.0) -> None:
-    frames = int(seconds * 25)
+    frames = int(seconds * FACE_FPS)
     x = torch.randn(1, frames, codec.config.vertices, 3, device=device) * 0.01
     runs = []
     for _ in range(4):
@@ -88,7 +89,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--steps", type=int, default=200)
     parser.add_argument("--train-batches", type=int, default=5)
-    parser.add_argument("--vertices", type=int, default=5143)
+    parser.add_argument("--vertices", type=int, default=VHAP_VERTICES)
     parser.add_argument("--no-gpu", action="store_true")
     args = parser.parse_args()
 

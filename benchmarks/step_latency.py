@@ -33,9 +33,10 @@ import torch
 from moshiface_ros.audio.framer import AudioFramer
 from moshiface_ros.audio.synth import synthetic_speech
 from moshiface_ros.audio.wav import WavWriter
+from moshiface_ros.constants import FACE_CARD, FACE_TOKENS, FRAME_SIZE, NS_PER_S, SAMPLE_RATE, STEP_NS
 from moshiface_ros.messages.types import AudioChunk, DialogueText
 from moshiface_ros.recording.bag import SessionBag
-from moshiface_ros.speech.engine import FRAME_SIZE, SpeechEngine
+from moshiface_ros.speech.engine import SpeechEngine
 from moshiface_ros.speech.models import SpeechModels, build_tiny
 from moshiface_ros.topics import ROBOT_AUDIO, ROBOT_TEXT, USER_AUDIO
 from figures import print_percentiles  # benchmarks/figures.py, beside this script
@@ -55,8 +56,8 @@ def time_engine(models: SpeechModels, steps: int, cuda_graphs: bool = True) -> t
     model also gets the user's face tokens every step)."""
     cuda = next(models.lm.parameters()).device.type == "cuda"
     sync = torch.cuda.synchronize if cuda else (lambda: None)
-    speech = synthetic_speech(steps * FRAME_SIZE / 24000, 24000, seed=0)
-    faces = np.random.default_rng(0).integers(0, 256, (steps, 8))
+    speech = synthetic_speech(steps * FRAME_SIZE / SAMPLE_RATE, SAMPLE_RATE, seed=0)
+    faces = np.random.default_rng(0).integers(0, FACE_CARD, (steps, FACE_TOKENS))
     lm_times, step_times = [], []
     with SpeechEngine(models, seed=0, cuda_graphs=cuda_graphs) as engine:
         engine.warmup(8)  # on CUDA this captures the graphs
@@ -109,15 +110,16 @@ def bench_tiny_face(steps: int) -> None:
 def bench_overhead(steps: int) -> None:
     """Everything a step costs besides the model, measured on the real parts."""
     rate, block = 48000, 480  # a 48 kHz stereo microphone delivering 10 ms blocks
-    mic = np.stack([synthetic_speech(steps * 0.08 + 0.1, rate, seed=1)] * 2, axis=1)
-    robot_pcm = synthetic_speech(steps * 0.08, 24000, seed=2)
+    step_s = STEP_NS / NS_PER_S
+    mic = np.stack([synthetic_speech(steps * step_s + 0.1, rate, seed=1)] * 2, axis=1)
+    robot_pcm = synthetic_speech(steps * step_s, SAMPLE_RATE, seed=2)
     framer = AudioFramer(rate, 2)
     resample, convert_write, wav_write = [], [], []
     with tempfile.TemporaryDirectory() as tmp:
         bag = SessionBag(Path(tmp) / "bag")
         for topic, kind in ((USER_AUDIO, AudioChunk), (ROBOT_AUDIO, AudioChunk), (ROBOT_TEXT, DialogueText)):
             bag.add_topic(topic, kind)
-        wav = WavWriter(Path(tmp) / "robot.wav", 24000)
+        wav = WavWriter(Path(tmp) / "robot.wav", SAMPLE_RATE)
         position, step = 0, 0
         while step < steps:
             start = time.perf_counter()
@@ -126,11 +128,11 @@ def bench_overhead(steps: int) -> None:
                 frames = framer.push(mic[position:position + block])
                 position += block
             resample.append(time.perf_counter() - start)
-            stamp = step * 80_000_000
+            stamp = step * STEP_NS
             pcm = robot_pcm[step * FRAME_SIZE:(step + 1) * FRAME_SIZE]
             start = time.perf_counter()
-            bag.write(USER_AUDIO, AudioChunk(stamp, 24000, frames[0], sequence=step))
-            bag.write(ROBOT_AUDIO, AudioChunk(stamp, 24000, pcm, sequence=step))
+            bag.write(USER_AUDIO, AudioChunk(stamp, SAMPLE_RATE, frames[0], sequence=step))
+            bag.write(ROBOT_AUDIO, AudioChunk(stamp, SAMPLE_RATE, pcm, sequence=step))
             bag.write(ROBOT_TEXT, DialogueText(stamp, step, 1234, " hello"))
             convert_write.append(time.perf_counter() - start)
             wav_write.append(timed(wav.write, pcm)[0])

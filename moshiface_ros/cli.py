@@ -22,38 +22,56 @@ import signal
 import sys
 import time
 from pathlib import Path
-from typing import Any, Sequence
+from typing import TYPE_CHECKING, Any, Sequence
 
+from .constants import FACE_FPS, VHAP_VERTICES
 from .errors import MoshifaceError
 
+if TYPE_CHECKING:  # imported where used, so that --help stays fast
+    from .runner.config import RunConfig
+    from .speech.session import SessionOptions
+
 EXIT_ERROR = 1
+DEMO_MICROPHONE_RATE = 16_000  # the demo's input is at a typical microphone rate, not the model's
 
 # Command groups in moshiface_ros.commands, in the order --help lists them.
 COMMAND_MODULES = ("codec", "face_lm", "flame", "render")
 
 
+# Sampling flags; one left out keeps the default of ``Sampling`` (Moshi's own).
+SAMPLING_FLAGS = ("temperature", "text_temperature", "top_k", "text_top_k", "face_temperature", "face_top_k")
+
+
 def _add_model_options(parser: argparse.ArgumentParser) -> None:
+    from .speech.session import SessionOptions as defaults
+
     group = parser.add_argument_group("model")
-    group.add_argument("--model", default="tiny",
+    group.add_argument("--model", default=defaults.model,
                        help="tiny (random weights, no download), a checkpoint DIR, or hf:OWNER/NAME "
                             "(default: %(default)s)")
-    group.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N (default: %(default)s)")
-    group.add_argument("--dtype", default="auto",
+    group.add_argument("--device", default=defaults.device, help="auto, cpu, cuda or cuda:N (default: %(default)s)")
+    group.add_argument("--dtype", default=defaults.dtype,
                        help="auto (bfloat16 on CUDA and for real weights, float32 for tiny on CPU), "
                             "float32, bfloat16 or float16")
-    group.add_argument("--seed", type=int, default=42, help="sampling seed (default: %(default)s)")
-    group.add_argument("--threads", type=int, default=None,
+    group.add_argument("--seed", type=int, default=defaults.seed, help="sampling seed (default: %(default)s)")
+    group.add_argument("--threads", type=int, default=defaults.threads,
                        help="CPU threads for torch (default: 1 for the tiny model, torch's choice otherwise)")
     group.add_argument("--no-cuda-graphs", action="store_true", help="run the CUDA steps eagerly")
-    group.add_argument("--temperature", type=float, default=0.8, help="audio sampling temperature")
-    group.add_argument("--text-temperature", type=float, default=0.7, help="text sampling temperature")
-    group.add_argument("--top-k", type=int, default=250, help="audio top-k")
-    group.add_argument("--text-top-k", type=int, default=25, help="text top-k")
-    group.add_argument("--codec", default="tiny",
+    group.add_argument("--temperature", type=float, default=None, help="audio sampling temperature")
+    group.add_argument("--text-temperature", type=float, default=None, help="text sampling temperature")
+    group.add_argument("--top-k", type=int, default=None, help="audio top-k")
+    group.add_argument("--text-top-k", type=int, default=None, help="text top-k")
+    group.add_argument("--face-temperature", type=float, default=None,
+                       help="face token sampling temperature (Moshi-Face models)")
+    group.add_argument("--face-top-k", type=int, default=None, help="face token top-k (Moshi-Face models)")
+    group.add_argument("--codec", default=defaults.codec,
                        help="face codec of a Moshi-Face model: tiny (random) or a causal codec checkpoint DIR")
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from .runner.config import RunConfig
+    from .speech.session import SessionOptions
+
     parser = argparse.ArgumentParser(
         prog="moshiface", description="Moshi-Face for robots: full-duplex voice and face, run without ROS.")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
@@ -69,15 +87,16 @@ def build_parser() -> argparse.ArgumentParser:
     live.add_argument("--input-device", default=None, help="microphone: name, part of a name or number")
     live.add_argument("--output-device", default=None, help="speaker: name, part of a name or number")
     live.add_argument("--echo-cancel", action="store_true", help="cancel the robot's own voice from the microphone")
-    live.add_argument("--presentation-delay-ms", type=float, default=300.0,
-                      help="robot audio plays at its step's stamp + this (default: %(default)s)")
+    live.add_argument("--presentation-delay-ms", type=float, default=RunConfig.presentation_delay_ms,
+                      help="robot audio plays (and a --head moves) at its step's stamp + this "
+                           "(default: %(default)s)")
     live.add_argument("--duration", type=float, default=None, metavar="SECONDS",
                       help="stop after this long (default: at Ctrl-C)")
     run.add_argument("--user-face", type=Path, default=None, metavar="FILE",
-                     help="the user's face: .npy (frames, vertices, 3) displacements at 25 fps")
+                     help=f"the user's face: .npy (frames, vertices, 3) displacements at {FACE_FPS} fps")
     run.add_argument("--user-video", type=Path, default=None, metavar="FILE",
-                     help="the user's face as a video, tracked to FLAME (with VHAP's teeth) at 25 fps")
-    run.add_argument("--flame", default="synthetic", metavar="PKL",
+                     help=f"the user's face as a video, tracked to FLAME (with VHAP's teeth) at {FACE_FPS} fps")
+    run.add_argument("--flame", default=RunConfig.flame, metavar="PKL",
                      help="FLAME model for --user-video (default: synthetic, a stand-in; see docs/face-tracking.md)")
     run.add_argument("--head", type=Path, default=None, metavar="FILE",
                      help="a head file (config/heads/*.yaml): retarget the robot's face to its blendshapes "
@@ -98,8 +117,8 @@ def build_parser() -> argparse.ArgumentParser:
                       help="output directory, replaced on each demo (default: %(default)s)")
     demo.add_argument("--seconds", type=float, default=12.0, help="length of the generated input (default: %(default)s)")
     demo.add_argument("--model", default=None, help="force a model (tiny, DIR or hf:OWNER/NAME)")
-    demo.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
-    demo.add_argument("--seed", type=int, default=42)
+    demo.add_argument("--device", default=SessionOptions.device, help="auto, cpu, cuda or cuda:N")
+    demo.add_argument("--seed", type=int, default=SessionOptions.seed)
     demo.add_argument("--quiet", action="store_true", help="no progress bar")
     run.set_defaults(handler=cmd_run)
     demo.set_defaults(handler=cmd_demo)
@@ -108,36 +127,27 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _configure_torch(model: str, threads: int | None) -> None:
-    import torch
-
-    if threads is None and model == "tiny":
-        threads = 1  # small matrices: a second thread costs more than it gives
-    if threads:
-        torch.set_num_threads(threads)
-
-
-def _run_config(args: argparse.Namespace, **overrides: Any):
-    from .runner.pipeline import RunConfig
+def _session_options(args: argparse.Namespace) -> SessionOptions:
+    """The conversation ``moshiface run`` asks for; sampling flags left out keep their defaults."""
     from .speech.engine import Sampling
+    from .speech.session import SessionOptions
 
-    values = dict(
-        user_audio=args.user_audio,
-        out=args.out or Path(time.strftime("moshiface-session-%Y%m%d-%H%M%S")),
-        model=args.model, device=args.device, dtype=getattr(args, "dtype", "auto"), seed=args.seed,
-        cuda_graphs=not getattr(args, "no_cuda_graphs", False),
-        sampling=Sampling(getattr(args, "temperature", 0.8), getattr(args, "text_temperature", 0.7),
-                          getattr(args, "top_k", 250), getattr(args, "text_top_k", 25)),
-        overwrite=getattr(args, "overwrite", False), progress=not args.quiet,
-        user_face=getattr(args, "user_face", None), codec=getattr(args, "codec", "tiny"),
-        user_video=getattr(args, "user_video", None), flame=getattr(args, "flame", "synthetic"),
-        embedding=getattr(args, "embedding", None), head=getattr(args, "head", None),
-        live=getattr(args, "live", False), input_device=getattr(args, "input_device", None),
-        output_device=getattr(args, "output_device", None), echo_cancel=getattr(args, "echo_cancel", False),
-        presentation_delay_ms=getattr(args, "presentation_delay_ms", 300.0), duration_s=getattr(args, "duration", None),
+    given = {name: getattr(args, name) for name in SAMPLING_FLAGS if getattr(args, name) is not None}
+    return SessionOptions(model=args.model, device=args.device, dtype=args.dtype, threads=args.threads,
+                          cuda_graphs=not args.no_cuda_graphs, seed=args.seed, sampling=Sampling(**given),
+                          codec=args.codec)
+
+
+def _run_config(args: argparse.Namespace) -> RunConfig:
+    from .runner.config import RunConfig
+
+    return RunConfig(
+        user_audio=args.user_audio, out=args.out or Path(time.strftime("moshiface-session-%Y%m%d-%H%M%S")),
+        session=_session_options(args), overwrite=args.overwrite, progress=not args.quiet,
+        user_face=args.user_face, user_video=args.user_video, flame=args.flame, embedding=args.embedding,
+        head=args.head, live=args.live, input_device=args.input_device, output_device=args.output_device,
+        echo_cancel=args.echo_cancel, presentation_delay_ms=args.presentation_delay_ms, duration_s=args.duration,
     )
-    values.update(overrides)
-    return RunConfig(**values)
 
 
 def _report(summary: dict[str, Any], out: Path) -> None:
@@ -153,7 +163,7 @@ def _report(summary: dict[str, Any], out: Path) -> None:
     print(f"summary:     {out / 'summary.json'}")
     if summary.get("face"):
         face = summary["face"]
-        print(f"robot face:  {face['robot_face_frames']} frames at 25 fps in the bag "
+        print(f"robot face:  {face['robot_face_frames']} frames at {FACE_FPS} fps in the bag "
               f"(codec {face['codec']}; user face seen on {face['user_steps_with_face']} steps)")
     if summary.get("head"):
         print(f"head:        {summary['head']['file']}: {summary['head']['outputs']} frames retargeted "
@@ -169,18 +179,22 @@ def _exit_code(summary: dict[str, Any]) -> int:
     return 128 + int(signal.Signals[summary["signal"]])
 
 
-def cmd_run(args: argparse.Namespace) -> int:
-    _configure_torch(args.model, args.threads)
+def _run_and_report(config: RunConfig) -> int:
     from .runner.pipeline import run_session
 
-    config = _run_config(args)
     summary = run_session(config)
     _report(summary, config.out)
     return _exit_code(summary)
 
 
+def cmd_run(args: argparse.Namespace) -> int:
+    return _run_and_report(_run_config(args))
+
+
 def cmd_demo(args: argparse.Namespace) -> int:
+    from .runner.config import RunConfig
     from .speech.models import DEFAULT_REPO, hf_repo_is_cached
+    from .speech.session import SessionOptions
 
     if args.model is not None:
         model, why = args.model, "as asked"
@@ -190,27 +204,29 @@ def cmd_demo(args: argparse.Namespace) -> int:
         model, why = "tiny", (f"{DEFAULT_REPO} is not in the local Hugging Face cache, so the tiny random "
                               "model stands in (its voice is noise)")
     print(f"demo model: {model} ({why})")
-    _configure_torch(model, None)
-    from .audio.synth import synthetic_speech
-    from .audio.wav import write_wav
-    from .runner.pipeline import run_session
-
     if args.seconds <= 0:
         raise MoshifaceError(f"--seconds must be positive, got {args.seconds}")
-    user_wav = args.out / "user.wav"
-    rate = 16000  # a typical microphone rate: the run resamples it to 24 kHz
+    user_wav = _demo_user_audio(args.out, args.seconds, args.seed)
+    user_face = _demo_user_face(args.out, args.seconds, args.seed) if model == "tiny" else None
+    session = SessionOptions(model=model, device=args.device, seed=args.seed)
+    return _run_and_report(RunConfig(user_audio=user_wav, out=args.out, session=session, overwrite=True,
+                                     progress=not args.quiet, user_face=user_face))
+
+
+def _demo_user_audio(out: Path, seconds: float, seed: int) -> Path:
+    """A speech-like user WAV at a typical microphone rate (the run resamples it)."""
+    from .audio.synth import synthetic_speech
+    from .audio.wav import write_wav
+
+    path = out / "user.wav"
+    rate = DEMO_MICROPHONE_RATE
     try:
-        args.out.mkdir(parents=True, exist_ok=True)
-        write_wav(user_wav, synthetic_speech(args.seconds, rate, seed=args.seed), rate)
+        out.mkdir(parents=True, exist_ok=True)
+        write_wav(path, synthetic_speech(seconds, rate, seed=seed), rate)
     except OSError as exc:
-        raise MoshifaceError(f"cannot write the demo input {user_wav}: {exc.strerror or exc}") from exc
-    print(f"user audio:  {user_wav} (generated speech-like signal, {args.seconds:g} s at {rate} Hz)")
-    args.user_audio = user_wav
-    args.user_face = _demo_user_face(args.out, args.seconds, args.seed) if model == "tiny" else None
-    config = _run_config(args, model=model, overwrite=True)
-    summary = run_session(config)
-    _report(summary, config.out)
-    return _exit_code(summary)
+        raise MoshifaceError(f"cannot write the demo input {path}: {exc.strerror or exc}") from exc
+    print(f"user audio:  {path} (generated speech-like signal, {seconds:g} s at {rate} Hz)")
+    return path
 
 
 def _demo_user_face(out: Path, seconds: float, seed: int) -> Path:
@@ -220,12 +236,12 @@ def _demo_user_face(out: Path, seconds: float, seed: int) -> Path:
     from .face_codec.synthetic import SyntheticFace
 
     path = out / "user_face.npy"
-    motion = SyntheticFace(vertices=5143).motion(int(seconds * 25), seed=seed)
+    motion = SyntheticFace(vertices=VHAP_VERTICES).motion(int(seconds * FACE_FPS), seed=seed)
     try:
         np.save(path, motion)
     except OSError as exc:
         raise MoshifaceError(f"cannot write the demo input {path}: {exc.strerror or exc}") from exc
-    print(f"user face:   {path} (synthetic FLAME-like motion, {len(motion)} frames at 25 fps)")
+    print(f"user face:   {path} (synthetic FLAME-like motion, {len(motion)} frames at {FACE_FPS} fps)")
     return path
 
 

@@ -27,6 +27,7 @@ import numpy as np
 import yaml
 
 from .errors import MoshifaceError
+from .fileio import atomic_write_text
 
 # The file the package ships (empty until generated from the user's FLAME_masks.pkl).
 DEFAULT_REGIONS_FILE = Path(__file__).resolve().parent.parent / "config" / "flame_regions.yaml"
@@ -93,7 +94,4 @@ def save_regions(regions: Regions, path: Path | str) -> Path:
              "regions:"]
     for name, indices in sorted(regions.sets.items()):
         lines.append(f"  {name}: [{', '.join(str(int(i)) for i in indices)}]")
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text("\n".join(lines) + "\n")
-    tmp.replace(path)
-    return path
+    return atomic_write_text(path, "\n".join(lines) + "\n")

@@ -271,7 +271,8 @@ def test_runner_live_session_through_the_sound_server(pulse, tmp_path, read_sess
     the robot's voice goes to the speaker, and the bag holds the live user audio."""
     import torch
 
-    from moshiface_ros.runner.pipeline import RunConfig, run_session
+    from moshiface_ros.runner.config import RunConfig
+    from moshiface_ros.runner.pipeline import run_session
 
     torch.set_num_threads(1)
     recording = pulse.record("speaker.monitor", tmp_path / "speaker.wav", RATE, 2)

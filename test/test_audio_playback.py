@@ -22,11 +22,11 @@ from moshiface_ros.audio.playback import AudioPlayback, PlaybackConfig
 from moshiface_ros.audio.capture import AudioCapture, CaptureConfig
 from moshiface_ros.audio.synth import synthetic_speech, tone
 from moshiface_ros.errors import MoshifaceError
-from moshiface_ros.messages.types import NS_PER_S, AudioChunk
+from moshiface_ros.constants import NS_PER_S, PRESENTATION_DELAY_MS, STEP_NS
+from moshiface_ros.messages.types import AudioChunk
 from pulse_server import Microphone, Sink, Unavailable, pulse_or_skip
 
 FORMATS = [(16000, 1), (44100, 2), (48000, 2)]
-STEP_NS = 80_000_000
 
 
 @pytest.fixture(scope="module")
@@ -80,7 +80,9 @@ def test_audio_comes_out_of_the_speaker_intact(pulse, tmp_path, rate, channels):
         def send():
             for chunk in _chunks(speech, time.time_ns()):
                 playback.push(chunk)
-        recorded, _ = _record_while(pulse, sink, rate, channels, tmp_path, 1.8, send)
+        # listen for the speech, the default presentation delay and 0.4 s of tail
+        listen_s = 1.2 + PRESENTATION_DELAY_MS / 1000.0 + 0.4
+        recorded, _ = _record_while(pulse, sink, rate, channels, tmp_path, listen_s, send)
         stats = playback.stats()
     assert stats.played == 15 and stats.late_drops == 0 and stats.underruns == 0
     assert stats.sample_rate == rate and stats.channels == channels

@@ -22,14 +22,13 @@ import pytest
 import scipy.io.wavfile
 
 from moshiface_ros.audio.synth import synthetic_speech
+from moshiface_ros.constants import FRAME_SIZE as FRAME, SAMPLE_RATE as RATE
 from bad_inputs import BAD_INPUTS  # noqa: E402
 
 MOSHIFACE = Path(sys.executable).with_name("moshiface")
 USER_AUDIO = "/moshiface/user/audio"
 ROBOT_AUDIO = "/moshiface/robot/audio"
 ROBOT_TEXT = "/moshiface/robot/text"
-FRAME = 1920
-RATE = 24000
 SESSION_FILES = ("robot.wav", "text.jsonl", "summary.json", "bag")
 TIMEOUT_S = 120
 
@@ -115,6 +114,35 @@ def test_run_writes_a_session_and_says_where(tmp_path, env, read_session):
     assert f"steps: {data['summary']['steps']}" in result.stdout
 
 
+def test_run_options_default_to_the_dataclasses_and_reach_face_sampling():
+    """Every flag left out means the default of RunConfig / SessionOptions / Sampling, and
+    the face sampling flags land in the session's Sampling."""
+    from moshiface_ros.cli import _run_config, build_parser
+    from moshiface_ros.runner.config import RunConfig
+    from moshiface_ros.speech.engine import Sampling
+    from moshiface_ros.speech.session import SessionOptions
+
+    parse = build_parser().parse_args
+    plain = _run_config(parse(["run", "--user-audio", "u.wav", "--out", "o"]))
+    assert plain == RunConfig(user_audio=Path("u.wav"), out=Path("o"))
+    tuned = _run_config(parse(["run", "--user-audio", "u.wav", "--out", "o", "--face-temperature", "0.3",
+                               "--face-top-k", "7", "--top-k", "9", "--seed", "4", "--threads", "2"]))
+    assert tuned.session == SessionOptions(seed=4, threads=2,
+                                           sampling=Sampling(top_k=9, face_temperature=0.3, face_top_k=7))
+
+
+def test_face_sampling_flags_change_the_robot_face(tmp_path, env, read_session):
+    user = write_speech(tmp_path / "user.wav", 1.0)
+    tokens = {}
+    for name, flags in (("default", []), ("greedy", ["--face-temperature", "0", "--face-top-k", "1"])):
+        out = tmp_path / name
+        result = moshiface(["run", "--user-audio", str(user), "--out", str(out), "--quiet", *flags], env, tmp_path)
+        assert result.returncode == 0, result.stderr
+        tokens[name] = [list(m.tokens) for _, _, m in read_session(out)["bag"]["/moshiface/robot/face_tokens"]]
+    assert tokens["default"] and len(tokens["default"]) == len(tokens["greedy"])
+    assert tokens["default"] != tokens["greedy"]
+
+
 # -- user mistakes -------------------------------------------------------------------------
 
 
@@ -138,6 +166,14 @@ def test_unwritable_out(tmp_path, env):
     result = moshiface(["run", "--user-audio", str(user), "--out", str(out)], env, tmp_path)
     assert_one_line_error(result, str(out), "not writable")
     assert afile.read_text() == "a regular file"
+
+
+def test_negative_threads_is_a_one_line_error(tmp_path, env):
+    user = write_speech(tmp_path / "user.wav", 1.0)
+    out = tmp_path / "out"
+    result = moshiface(["run", "--user-audio", str(user), "--out", str(out), "--threads", "-1"], env, tmp_path)
+    assert_one_line_error(result, "threads", "-1")
+    assert not out.exists()
 
 
 def test_existing_session_needs_overwrite(tmp_path, env):

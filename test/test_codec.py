@@ -79,6 +79,27 @@ def test_streaming_state_resets_and_needs_a_causal_codec():
         small(causal=False).decode_step(torch.zeros(1, 1, 8, dtype=torch.long))
 
 
+def test_face_path_keeps_autograd_switched_on_for_its_thread():
+    """The face path switches gradients off around its own steps only: a thread that
+    holds one (the runner, the node, an evaluation) can still train with autograd."""
+    from moshiface_ros.face_codec.stream import FacePath, tiny_codec
+    from moshiface_ros.messages.types import FaceFrame
+
+    assert torch.is_grad_enabled()
+    with FacePath(tiny_codec()) as path:
+        assert torch.is_grad_enabled()
+        path.push_user(FaceFrame(0, np.zeros((path.vertices, 3), np.float32)))
+        path.push_user(FaceFrame(40_000_000, np.zeros((path.vertices, 3), np.float32)))
+        user = path.user_tokens(0, 0)
+        tokens, frames = path.robot_frames(0, 0, user.tokens)
+        assert torch.is_grad_enabled()
+        assert tokens is not None and len(frames) == 2 and frames[0].vertices.shape == (path.vertices, 3)
+        x = torch.ones(2, requires_grad=True)
+        (x * 3).sum().backward()
+        assert x.grad.tolist() == [3.0, 3.0]
+    assert torch.is_grad_enabled()
+
+
 def test_checkpoint_round_trip_gives_identical_outputs(tmp_path):
     codec = small(causal=True)
     codec.scale.fill_(0.02)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import math
 import os
+import signal
 from pathlib import Path
 from typing import Any
 
@@ -24,7 +25,10 @@ from moshiface_ros.audio.synth import synthetic_speech  # noqa: E402
 from bad_inputs import BAD_INPUTS  # noqa: E402
 from moshiface_ros.audio.wav import read_wav, write_wav  # noqa: E402
 from moshiface_ros.errors import MoshifaceError  # noqa: E402
-from moshiface_ros.runner.pipeline import RunConfig, run_session  # noqa: E402
+from moshiface_ros.constants import FRAME_SIZE as FRAME, SAMPLE_RATE as RATE, STEP_NS  # noqa: E402
+from moshiface_ros.runner.config import RunConfig  # noqa: E402
+from moshiface_ros.runner.pipeline import run_session  # noqa: E402
+from moshiface_ros.speech.session import SessionOptions  # noqa: E402
 
 USER_AUDIO = "/moshiface/user/audio"
 ROBOT_AUDIO = "/moshiface/robot/audio"
@@ -34,9 +38,6 @@ FACE_TOPICS = {"/moshiface/user/face_tokens", "/moshiface/robot/face_tokens", "/
                "/moshiface/user/face"}
 AUDIO_TYPE = "moshiface_ros/msg/AudioChunk"
 TEXT_TYPE = "moshiface_ros/msg/DialogueText"
-STEP_NS = 80_000_000
-FRAME = 1920
-RATE = 24000
 SESSION_FILES = ("robot.wav", "text.jsonl", "summary.json", "bag")
 
 
@@ -61,8 +62,10 @@ def _write_speech(path: Path, seconds: float, rate: int = RATE, channels: int = 
     return path
 
 
-def _run(user_audio: Path, out: Path, **kwargs: Any) -> dict[str, Any]:
-    return run_session(RunConfig(user_audio=user_audio, out=out, progress=False, **kwargs))
+def _run(user_audio: Path, out: Path, overwrite: bool = False, **session: Any) -> dict[str, Any]:
+    """A session of ``user_audio``; ``session`` are ``SessionOptions`` fields (seed, model, ...)."""
+    return run_session(RunConfig(user_audio=user_audio, out=out, progress=False, overwrite=overwrite,
+                                 session=SessionOptions(**session)))
 
 
 def _stamp(message: Any) -> int:
@@ -268,6 +271,35 @@ def test_unwritable_output_dir(tmp_path, speech_wav):
     _assert_one_line(info.value, str(out), "not writable")
     assert afile.read_text() == "a regular file, not a directory"
     assert sorted(p.name for p in tmp_path.iterdir()) == sorted(["afile", user.name])
+
+
+@pytest.mark.parametrize("moment", ["probe written", "directory made"])
+def test_a_signal_while_the_output_dir_is_prepared_leaves_nothing(tmp_path, speech_wav, monkeypatch, moment):
+    """SIGTERM right after the write probe is written, or right after the directory is
+    made (the window the command-line test hit about one run in four): the run aborts and
+    neither the probe nor the directory it created is left."""
+    user = speech_wav(1.0)
+    out = tmp_path / "out"
+    real_write, real_mkdir = Path.write_bytes, Path.mkdir
+
+    def write_bytes(self: Path, data: bytes) -> int:
+        written = real_write(self, data)
+        if moment == "probe written" and self.parent == out:
+            os.kill(os.getpid(), signal.SIGTERM)  # the runner's handler raises on the next bytecode
+        return written
+
+    def mkdir(self: Path, *args: Any, **kwargs: Any) -> None:
+        real_mkdir(self, *args, **kwargs)
+        if moment == "directory made" and self == out:
+            os.kill(os.getpid(), signal.SIGTERM)
+
+    monkeypatch.setattr(Path, "write_bytes", write_bytes)
+    monkeypatch.setattr(Path, "mkdir", mkdir)
+    with pytest.raises(KeyboardInterrupt) as info:
+        _run(user, out)
+    assert info.value.signum == signal.SIGTERM
+    assert not out.exists(), sorted(p.name for p in out.iterdir())
+    assert signal.getsignal(signal.SIGTERM) is signal.SIG_DFL  # the run's handler is gone again
 
 
 def test_output_path_is_a_file(tmp_path, speech_wav):

@@ -19,9 +19,10 @@ from moshiface_ros.audio.wav import write_wav  # noqa: E402
 from moshiface_ros.errors import MoshifaceError  # noqa: E402
 from moshiface_ros.face_codec.stream import tiny_codec  # noqa: E402
 from moshiface_ros.face_codec.synthetic import SyntheticFace  # noqa: E402
-from moshiface_ros.runner.pipeline import RunConfig, run_session  # noqa: E402
+from moshiface_ros.constants import FACE_FRAME_NS as FRAME_NS, SAMPLE_RATE, STEP_NS, VHAP_VERTICES  # noqa: E402
+from moshiface_ros.runner.config import RunConfig  # noqa: E402
+from moshiface_ros.runner.pipeline import run_session  # noqa: E402
 
-STEP_NS, FRAME_NS = 80_000_000, 40_000_000
 
 
 def _stamp(message) -> int:
@@ -32,8 +33,8 @@ def _stamp(message) -> int:
 def face_session(tmp_path_factory, read_session):
     torch.set_num_threads(1)
     root = tmp_path_factory.mktemp("face")
-    write_wav(root / "user.wav", synthetic_speech(2.0, 24000, seed=1), 24000)
-    motion = SyntheticFace(vertices=5143).motion(46, seed=3)  # 1.84 s: the last steps see no face
+    write_wav(root / "user.wav", synthetic_speech(2.0, SAMPLE_RATE, seed=1), SAMPLE_RATE)
+    motion = SyntheticFace(vertices=VHAP_VERTICES).motion(46, seed=3)  # 1.84 s: the last steps see no face
     np.save(root / "face.npy", motion)
     summary = run_session(RunConfig(user_audio=root / "user.wav", out=root / "out", progress=False,
                                     user_face=root / "face.npy"))
@@ -53,7 +54,7 @@ def test_face_streams_are_recorded_on_the_step_clock(face_session):
     frame_stamps = [_stamp(m) for m in robot_frames]
     assert frame_stamps[0::2] == audio_stamps  # each step's first frame carries the audio's stamp
     assert [b - a for a, b in zip(frame_stamps[0::2], frame_stamps[1::2])] == [FRAME_NS] * steps
-    assert all(len(m.vertices) == 5143 * 3 for m in robot_frames)
+    assert all(len(m.vertices) == VHAP_VERTICES * 3 for m in robot_frames)
 
 
 def test_face_tokens_equal_the_codec_over_the_whole_sequence(face_session):
@@ -73,12 +74,12 @@ def test_face_tokens_equal_the_codec_over_the_whole_sequence(face_session):
 
 
 @pytest.mark.parametrize("motion, match", [
-    (np.zeros((10, 5000, 3), np.float32), "5000 vertices, the face codec expects 5143"),
-    (np.full((10, 5143, 3), np.nan, np.float32), "NaN"),
-    (np.zeros((10, 5143), np.float32), r"\(frames, vertices, 3\)"),
+    (np.zeros((10, 5000, 3), np.float32), f"5000 vertices, the face codec expects {VHAP_VERTICES}"),
+    (np.full((10, VHAP_VERTICES, 3), np.nan, np.float32), "NaN"),
+    (np.zeros((10, VHAP_VERTICES), np.float32), r"\(frames, vertices, 3\)"),
 ])
 def test_bad_user_face_is_one_error_and_leaves_nothing(tmp_path, motion, match):
-    write_wav(tmp_path / "user.wav", synthetic_speech(0.5, 24000), 24000)
+    write_wav(tmp_path / "user.wav", synthetic_speech(0.5, SAMPLE_RATE), SAMPLE_RATE)
     np.save(tmp_path / "face.npy", motion)
     with pytest.raises(MoshifaceError, match=match):
         run_session(RunConfig(user_audio=tmp_path / "user.wav", out=tmp_path / "out", progress=False,
@@ -97,20 +98,20 @@ def test_user_video_is_tracked_into_the_face_path(tmp_path, read_session):
         shift = np.float32([[1, 0, 2 * np.sin(k / 5)], [0, 1, 0]])
         writer.write(cv2.warpAffine(image, shift, (image.shape[1], image.shape[0])))
     writer.release()
-    write_wav(tmp_path / "user.wav", synthetic_speech(1.2, 24000, seed=2), 24000)
+    write_wav(tmp_path / "user.wav", synthetic_speech(1.2, SAMPLE_RATE, seed=2), SAMPLE_RATE)
     summary = run_session(RunConfig(user_audio=tmp_path / "user.wav", out=tmp_path / "out", progress=False,
                                     user_video=tmp_path / "user.avi"))
     bag = read_session(tmp_path / "out")["bag"]
     frames = [m for _, _, m in bag["/moshiface/user/face"]]
     assert len(frames) == 30 and all(m.face_present for m in frames)
-    assert all(len(m.vertices) == 5143 * 3 and len(m.global_pose) == 3 for m in frames)
+    assert all(len(m.vertices) == VHAP_VERTICES * 3 and len(m.global_pose) == 3 for m in frames)
     assert summary["face"]["user_steps_with_face"] == 15 == len(bag["/moshiface/user/face_tokens"])
 
 
 def test_head_file_retargets_every_robot_face_frame_into_the_bag(face_session, tmp_path, read_session):
     """--head: the servo head's blendshape weights and actuator trajectories, one per face frame."""
     head = Path(__file__).resolve().parents[1] / "config" / "heads" / "servo_head.yaml"
-    write_wav(tmp_path / "user.wav", synthetic_speech(1.0, 24000, seed=4), 24000)
+    write_wav(tmp_path / "user.wav", synthetic_speech(1.0, SAMPLE_RATE, seed=4), SAMPLE_RATE)
     summary = run_session(RunConfig(user_audio=tmp_path / "user.wav", out=tmp_path / "out", progress=False,
                                     head=head))
     bag = read_session(tmp_path / "out")["bag"]

@@ -9,10 +9,13 @@ import pytest
 import torch
 
 from moshiface_ros.audio.synth import synthetic_speech
+from moshiface_ros.constants import FRAME_SIZE, SAMPLE_RATE, STEP_NS
+from moshiface_ros.errors import MoshifaceError
 from moshiface_ros.messages.types import AudioChunk
-from moshiface_ros.speech.engine import FRAME_SIZE, SpeechEngine
+from moshiface_ros.speech.engine import Sampling, SpeechEngine
 from moshiface_ros.speech.models import build_tiny
-from moshiface_ros.speech.stepper import STEP_NS, AudioStepper
+from moshiface_ros.speech.session import SessionOptions, build_stepper, load_models
+from moshiface_ros.speech.stepper import AudioStepper
 
 T0 = 5_000_000_000
 
@@ -55,8 +58,8 @@ def test_steps_are_stamped_on_the_first_chunks_clock(stepper):
 
 
 def test_dropped_chunks_become_silence_of_the_same_length(stepper):
-    speech = synthetic_speech(0.96, 24000, seed=3)
-    stream = [c for c in chunks(speech, 24000, 960) if c.sequence not in (5, 6, 7)]
+    speech = synthetic_speech(0.96, SAMPLE_RATE, seed=3)
+    stream = [c for c in chunks(speech, SAMPLE_RATE, 960) if c.sequence not in (5, 6, 7)]
     records = push_all(stepper, stream)
     assert stepper.filled_chunks == 3
     assert len(records) == 12  # the timeline keeps its length
@@ -66,7 +69,7 @@ def test_dropped_chunks_become_silence_of_the_same_length(stepper):
 
 
 def test_restart_and_format_change_reanchor_the_clock(stepper):
-    first = push_all(stepper, chunks(synthetic_speech(0.32, 24000, 1), 24000, 1920))
+    first = push_all(stepper, chunks(synthetic_speech(0.32, SAMPLE_RATE, 1), SAMPLE_RATE, FRAME_SIZE))
     later = T0 + 60 * 10**9
     again = [r for c in chunks(synthetic_speech(0.32, 16000, 1), 16000, 1280, start=later) for r in stepper.push(c)]
     assert stepper.restarts == 1
@@ -75,8 +78,69 @@ def test_restart_and_format_change_reanchor_the_clock(stepper):
 
 
 def test_sequence_going_back_is_a_restart(stepper):
-    speech = synthetic_speech(0.32, 24000, 4)
-    push_all(stepper, chunks(speech, 24000, 1920, first_seq=100))
-    records = push_all(stepper, chunks(speech, 24000, 1920, first_seq=0, start=T0 + 10**9))
+    speech = synthetic_speech(0.32, SAMPLE_RATE, 4)
+    push_all(stepper, chunks(speech, SAMPLE_RATE, FRAME_SIZE, first_seq=100))
+    records = push_all(stepper, chunks(speech, SAMPLE_RATE, FRAME_SIZE, first_seq=0, start=T0 + 10**9))
     assert stepper.restarts == 1 and stepper.filled_chunks == 0
     assert records[0].user.stamp_ns == T0 + 10**9
+
+
+# -- one way to build a session ---------------------------------------------------------
+
+
+def _face_tokens(stepper, seconds=0.8):
+    """The robot's face tokens over ``seconds`` of speech (None while the model warms up)."""
+    speech = synthetic_speech(seconds, SAMPLE_RATE, seed=5)
+    records = push_all(stepper, chunks(speech, SAMPLE_RATE, FRAME_SIZE))
+    return [None if r.robot_face_tokens is None else r.robot_face_tokens.tokens.tolist() for r in records], \
+        np.concatenate([r.robot.samples for r in records])
+
+
+def test_build_stepper_gives_the_same_conversation_as_the_parts(tiny):
+    """The builder is the engine + face path the runner and the node used to build by hand."""
+    options = SessionOptions(seed=11, device="cpu")
+    with build_stepper(options, tiny) as built:
+        assert built.has_face and built.face_vertices == built.face.codec.config.vertices
+        assert (built.frame_id, built.user_frame_id) == ("robot_head", "user_microphone")
+        tokens, audio = _face_tokens(built)
+    from moshiface_ros.face_codec.stream import FacePath, load_face_codec
+
+    engine = SpeechEngine(tiny, Sampling(), seed=11)
+    with AudioStepper(engine, face=FacePath(load_face_codec("tiny"))) as by_hand:
+        expected_tokens, expected_audio = _face_tokens(by_hand)
+    assert tokens == expected_tokens and any(t is not None for t in tokens)
+    np.testing.assert_array_equal(audio, expected_audio)
+
+
+def test_face_sampling_options_reach_the_face_stream(tiny):
+    """--face-temperature / --face-top-k: greedy face sampling gives other face tokens than
+    the default, and the same options give the same tokens."""
+    def run(sampling):
+        with build_stepper(SessionOptions(seed=3, device="cpu", sampling=sampling), tiny) as stepper:
+            return _face_tokens(stepper)
+
+    default_tokens, _ = run(Sampling())
+    greedy_tokens, _ = run(Sampling(face_temperature=0.0, face_top_k=1))
+    assert run(Sampling(face_temperature=0.0, face_top_k=1))[0] == greedy_tokens
+    assert greedy_tokens != default_tokens
+
+
+def test_threads_rule_and_bad_threads(tiny):
+    previous = torch.get_num_threads()
+    try:
+        torch.set_num_threads(2)
+        load_models(SessionOptions(device="cpu"))  # tiny, threads 0: one thread
+        assert torch.get_num_threads() == 1
+        load_models(SessionOptions(device="cpu", threads=2))
+        assert torch.get_num_threads() == 2
+        with pytest.raises(MoshifaceError, match="threads"):
+            load_models(SessionOptions(device="cpu", threads=-1))
+    finally:
+        torch.set_num_threads(previous)
+
+
+def test_bad_model_device_or_dtype_is_one_clear_error():
+    for options, word in ((SessionOptions(model="/no/such/dir"), "/no/such/dir"),
+                          (SessionOptions(device="tpu"), "tpu"), (SessionOptions(dtype="int8"), "int8")):
+        with pytest.raises(MoshifaceError, match=word):
+            build_stepper(options)

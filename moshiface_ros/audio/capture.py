@@ -34,12 +34,12 @@ import numpy as np
 from moshiface_ros.audio.devices import DeviceInfo, find_device, open_failed, sounddevice_module
 from moshiface_ros.audio.framer import AudioFramer
 from moshiface_ros.audio.streamclock import StreamClock
-from moshiface_ros.messages.types import NS_PER_S, AudioChunk
+from moshiface_ros.constants import FRAME_SIZE, NS_PER_S, SAMPLE_RATE
+from moshiface_ros.messages.types import AudioChunk
 
 __all__ = ["AudioCapture", "CaptureConfig", "CaptureStats", "ChunkAssembler"]
 
-MODEL_RATE = 24000
-FRAME_SIZE = 1920
+MODEL_RATE = SAMPLE_RATE  # what the capture delivers: the model's rate and step
 
 
 class ChunkProcessor(Protocol):

@@ -26,8 +26,8 @@ from collections import deque
 
 import numpy as np
 
+from moshiface_ros.constants import NS_PER_S, SAMPLE_RATE
 from moshiface_ros.errors import MoshifaceError
-from moshiface_ros.messages.types import NS_PER_S
 
 __all__ = ["EchoCanceller", "erle_db"]
 
@@ -57,7 +57,7 @@ def _to_pcm16(samples: np.ndarray) -> bytearray:
 class EchoCanceller:
     """WebRTC AEC on a mono stream at ``sample_rate``, with a time-aligned reference."""
 
-    def __init__(self, sample_rate: int = 24000, stream_delay_ms: int = 0,
+    def __init__(self, sample_rate: int = SAMPLE_RATE, stream_delay_ms: int = 0,
                  noise_suppression: bool = False) -> None:
         try:
             from livekit import rtc

@@ -19,6 +19,8 @@ from __future__ import annotations
 import numpy as np
 import soxr
 
+from moshiface_ros.constants import FRAME_SIZE, SAMPLE_RATE
+
 __all__ = ["AudioFramer"]
 
 _QUALITY = "HQ"
@@ -32,8 +34,8 @@ class AudioFramer:
     framer is ready for a new, unrelated stream.
     """
 
-    def __init__(self, in_rate: int, in_channels: int, out_rate: int = 24000,
-                 frame_size: int = 1920) -> None:
+    def __init__(self, in_rate: int, in_channels: int, out_rate: int = SAMPLE_RATE,
+                 frame_size: int = FRAME_SIZE) -> None:
         for name, value in (("in_rate", in_rate), ("in_channels", in_channels),
                             ("out_rate", out_rate), ("frame_size", frame_size)):
             if int(value) != value or value <= 0:

@@ -26,6 +26,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from moshiface_ros.constants import SAMPLE_RATE
+
 __all__ = ["JitterBuffer", "JitterStats", "PutResult"]
 
 
@@ -63,7 +65,7 @@ class _Segment:
 class JitterBuffer:
     """Mono float32 audio placed at absolute sample positions; thread-safe."""
 
-    def __init__(self, rate: int = 24000, capacity_s: float = 4.0, snap_samples: int = 120) -> None:
+    def __init__(self, rate: int = SAMPLE_RATE, capacity_s: float = 4.0, snap_samples: int = 120) -> None:
         self.rate = rate
         self.capacity = int(capacity_s * rate)
         self.snap = snap_samples

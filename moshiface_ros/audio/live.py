@@ -21,8 +21,8 @@ from moshiface_ros.audio.capture import AudioCapture, CaptureConfig
 from moshiface_ros.audio.devices import rescan_devices
 from moshiface_ros.audio.echo import EchoCanceller
 from moshiface_ros.audio.playback import AudioPlayback, PlaybackConfig
+from moshiface_ros.constants import PRESENTATION_DELAY_MS, SAMPLE_RATE
 from moshiface_ros.messages.types import AudioChunk
-from moshiface_ros.timing import PRESENTATION_DELAY_MS
 
 __all__ = ["LiveAudio"]
 
@@ -34,7 +34,7 @@ class LiveAudio:
                  echo_cancel: bool = False, presentation_delay_ms: float = PRESENTATION_DELAY_MS,
                  frame_id: str = "user_microphone", input_rate: int = 0, input_channels: int = 0,
                  output_rate: int = 0, output_channels: int = 0, rescan: bool = True) -> None:
-        self.echo = EchoCanceller(24000) if echo_cancel else None
+        self.echo = EchoCanceller(SAMPLE_RATE) if echo_cancel else None
         self.capture = AudioCapture(
             CaptureConfig(input_device, input_rate, input_channels, frame_id=frame_id),
             echo_canceller=self.echo)

@@ -34,12 +34,13 @@ import soxr
 from moshiface_ros.audio.devices import DeviceInfo, find_device, open_failed, sounddevice_module
 from moshiface_ros.audio.jitter import JitterBuffer
 from moshiface_ros.audio.streamclock import StreamClock
-from moshiface_ros.messages.types import NS_PER_S, AudioChunk
+from moshiface_ros.constants import NS_PER_S, SAMPLE_RATE
+from moshiface_ros.messages.types import AudioChunk
 from moshiface_ros.timing import PRESENTATION_DELAY_MS, presentation_ns
 
 __all__ = ["AudioPlayback", "PlaybackConfig", "PlaybackStats", "to_timeline"]
 
-TIMELINE_RATE = 24000
+TIMELINE_RATE = SAMPLE_RATE
 _PULL = 240  # timeline samples resampled at a time (10 ms)
 
 # (24 kHz samples, wall time of the first one): what was just sent to the speaker.

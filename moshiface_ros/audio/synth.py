@@ -14,6 +14,8 @@ from dataclasses import dataclass
 import numpy as np
 from scipy.signal import lfilter
 
+from moshiface_ros.constants import SAMPLE_RATE
+
 __all__ = ["synthetic_speech", "tone"]
 
 # (F1, F2, F3) in Hz of a few vowels (Peterson & Barney style averages).
@@ -49,7 +51,7 @@ class _Breath:
     length: int
 
 
-def synthetic_speech(seconds: float, sample_rate: int = 24000, seed: int = 0) -> np.ndarray:
+def synthetic_speech(seconds: float, sample_rate: int = SAMPLE_RATE, seed: int = 0) -> np.ndarray:
     """Return a speech-like float32 mono signal, peak-normalised to 0.5.
 
     Phrases of a few words (one to three syllables each, ~4.5 syllables per second) are

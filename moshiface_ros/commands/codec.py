@@ -13,20 +13,23 @@ import argparse
 import json
 from pathlib import Path
 
+from ..constants import FACE_FPS, FACE_TOKENS, VHAP_VERTICES
 from ..errors import MoshifaceError
+from ..fileio import atomic_path, atomic_write_text
 
 
 def register(commands: argparse._SubParsersAction) -> None:
     codec = commands.add_parser("codec", help="train, evaluate and use the face codec (VQ-VAE)",
-                                description="The face codec: 25 fps FLAME motion <-> 8 tokens per 80 ms step.")
+                                description=f"The face codec: {FACE_FPS} fps FLAME motion <-> {FACE_TOKENS} tokens "
+                                            "per 80 ms step.")
     sub = codec.add_subparsers(dest="codec_command", required=True, metavar="ACTION")
 
     synth = sub.add_parser("synth", help="write a dataset of synthetic FLAME-like motion")
     synth.add_argument("--out", type=Path, required=True, metavar="DIR")
-    synth.add_argument("--vertices", type=int, default=5143)
+    synth.add_argument("--vertices", type=int, default=VHAP_VERTICES)
     synth.add_argument("--speakers", type=int, default=2)
     synth.add_argument("--sequences", type=int, default=10, help="per speaker")
-    synth.add_argument("--frames", type=int, default=250, help="per sequence (25 fps)")
+    synth.add_argument("--frames", type=int, default=250, help=f"per sequence ({FACE_FPS} fps)")
     synth.add_argument("--seed", type=int, default=0)
     synth.set_defaults(handler=cmd_synth)
 
@@ -57,7 +60,7 @@ def register(commands: argparse._SubParsersAction) -> None:
 
     tokenize = sub.add_parser("tokenize", help="a motion sequence -> tokens (T/2 x 8)")
     tokenize.add_argument("--checkpoint", type=Path, required=True, metavar="DIR")
-    tokenize.add_argument("--input", type=Path, required=True, metavar="SEQ.npy", help="(T, V, 3) float, 25 fps")
+    tokenize.add_argument("--input", type=Path, required=True, metavar="SEQ.npy", help=f"(T, V, 3) float, {FACE_FPS} fps")
     tokenize.add_argument("--neutral", type=Path, default=None, metavar="N.npy",
                           help="(V, 3) neutral mesh to subtract (input holds meshes); omit for displacements")
     tokenize.add_argument("--out", type=Path, required=True, metavar="TOKENS.npy")
@@ -88,12 +91,10 @@ def _load_npy(path: Path, what: str):
 def _save_npy(path: Path, array) -> None:
     import numpy as np
 
-    tmp = path.with_name(f".{path.name}.tmp.npy")
     try:
-        np.save(tmp, array)
-        tmp.replace(path)
+        with atomic_path(path) as tmp, tmp.open("wb") as file:  # a file object: np.save adds no suffix
+            np.save(file, array)
     except OSError as exc:
-        tmp.unlink(missing_ok=True)
         raise MoshifaceError(f"cannot write {path}: {exc.strerror or exc}") from exc
 
 
@@ -162,10 +163,8 @@ def cmd_eval(args: argparse.Namespace) -> int:
 
 
 def _save_text(path: Path, text: str) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
     try:
-        tmp.write_text(text)
-        tmp.replace(path)
+        atomic_write_text(path, text)
     except OSError as exc:
         raise MoshifaceError(f"cannot write {path}: {exc.strerror or exc}") from exc
 

@@ -13,6 +13,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from ..constants import FACE_FPS
 from ..errors import MoshifaceError
 
 
@@ -28,7 +29,7 @@ def register(commands: argparse._SubParsersAction) -> None:
     """Adds this group's parsers to ``commands``; each sets its own ``handler``."""
     render = commands.add_parser(
         "render", help="render a recorded session as an MP4 preview",
-        description="Draw the robot's face mesh next to its blendshape or actuator bars, 25 fps, with the "
+        description=f"Draw the robot's face mesh next to its blendshape or actuator bars, {FACE_FPS} fps, with the "
                     "robot's audio when ffmpeg is available.")
     render.add_argument("session", type=Path, metavar="SESSION", help="a `moshiface run` output or a rosbag2 directory")
     render.add_argument("--out", type=Path, default=None, metavar="FILE.mp4",
@@ -50,7 +51,7 @@ def cmd_render(args: argparse.Namespace) -> int:
         raise MoshifaceError(f"head file {args.head} does not exist")
     summary = render_session(args.session, args.out, args.head, args.neutral, args.size, not args.no_audio)
     audio = "with the robot's audio" if summary["audio"] else "without audio (no robot audio or no ffmpeg)"
-    print(f"preview: {summary['out']} ({summary['frames']} frames at 25 fps, "
+    print(f"preview: {summary['out']} ({summary['frames']} frames at {FACE_FPS} fps, "
           f"{summary['size'][0]}x{summary['size'][1]}, {audio})")
     if summary["mesh_source"]:
         print(f"mesh: neutral from {summary['mesh_source']}")

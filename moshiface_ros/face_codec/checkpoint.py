@@ -14,6 +14,7 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
 from ..errors import MoshifaceError
+from ..fileio import atomic_path, atomic_write_text
 from .config import CodecConfig
 from .model import FaceCodec
 
@@ -21,18 +22,13 @@ CONFIG_FILE = "config.json"
 WEIGHTS_FILE = "model.safetensors"
 
 
-def _replace(path: Path, write) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    write(tmp)
-    tmp.replace(path)
-
-
 def save_codec(codec: FaceCodec, directory: Path | str) -> Path:
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
     state = {k: v.detach().contiguous().cpu() for k, v in codec.state_dict().items()}
-    _replace(directory / WEIGHTS_FILE, lambda p: save_file(state, str(p), metadata={"format": "moshiface-codec"}))
-    _replace(directory / CONFIG_FILE, lambda p: p.write_text(json.dumps(codec.config.to_json(), indent=1) + "\n"))
+    with atomic_path(directory / WEIGHTS_FILE) as tmp:
+        save_file(state, str(tmp), metadata={"format": "moshiface-codec"})
+    atomic_write_text(directory / CONFIG_FILE, json.dumps(codec.config.to_json(), indent=1) + "\n")
     return directory
 
 

@@ -14,6 +14,7 @@ from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 from typing import Any
 
+from ..constants import FACE_CARD, FACE_FRAMES_PER_STEP, FACE_TOKENS, VHAP_VERTICES
 from ..errors import MoshifaceError
 
 
@@ -21,11 +22,11 @@ from ..errors import MoshifaceError
 class CodecConfig:
     """Everything that defines a codec's architecture and loss."""
 
-    vertices: int = 5143  # V: 5,143 for FLAME 2023 + VHAP teeth, 5,023 for plain FLAME
-    n_tokens: int = 8  # N latents (and tokens) per downsampled frame
-    codebook_size: int = 256  # K entries in the one shared codebook
+    vertices: int = VHAP_VERTICES  # V: 5,143 for FLAME 2023 + VHAP teeth, 5,023 for plain FLAME
+    n_tokens: int = FACE_TOKENS  # N latents (and tokens) per downsampled frame
+    codebook_size: int = FACE_CARD  # K entries in the one shared codebook
     latent_dim: int = 128  # C, the dimension of a latent and of a codebook entry
-    downsample: int = 2  # r: face frames per token step
+    downsample: int = FACE_FRAMES_PER_STEP  # r: face frames per token step
     vertex_dim: int = 128  # per-frame projection of the V x 3 coordinates (a learned basis)
     width: int = 256  # transformer width
     heads: int = 4

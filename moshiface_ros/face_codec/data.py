@@ -32,11 +32,12 @@ from typing import Iterator
 import numpy as np
 import torch
 
+from ..constants import FACE_FPS
 from ..errors import MoshifaceError
 from ..regions import Regions, load_regions
 
 SPLITS = ("train", "validation", "test")
-FPS = 25
+FPS = FACE_FPS  # the motion rate the codec is built for
 
 
 @dataclass

@@ -10,7 +10,9 @@ step clock. The robot's 8 face tokens from the model are decoded into two frames
 playback and retargeting present voice and face together. While the model warms up (no
 tokens yet) the robot shows its neutral face.
 
-Streaming needs the causal codec (``--config paper-causal`` when training).
+Streaming needs the causal codec (``--config paper-causal`` when training). The codec's
+streaming state belongs to this object; gradients are switched off around each step's
+work only, so the thread that owns a ``FacePath`` can still train or evaluate with autograd.
 """
 
 from __future__ import annotations
@@ -22,13 +24,13 @@ import numpy as np
 import torch
 
 from ..errors import MoshifaceError
+from ..constants import FACE_FRAME_NS, STEP_NS, VHAP_VERTICES
 from ..messages.types import FaceFrame, FaceTokens
-from ..timing import FACE_FRAME_NS, STEP_NS
 from .config import config_from_name
 from .model import FaceCodec
 
 
-def tiny_codec(vertices: int = 5143) -> FaceCodec:
+def tiny_codec(vertices: int = VHAP_VERTICES) -> FaceCodec:
     """A random causal codec of the small preset (demos and tests; fixed weights)."""
     generator_state = torch.get_rng_state()
     torch.manual_seed(4321)
@@ -61,13 +63,13 @@ class FacePath:
         self.vertices = codec.config.vertices
         self._device = codec.scale.device
         self._frames: deque[FaceFrame] = deque()
-        self._stack = contextlib.ExitStack()
-        self._stack.enter_context(torch.no_grad())
+        self._stack = contextlib.ExitStack()  # only the codec's own streaming state
         self._stack.enter_context(codec.streaming(1))
         self._neutral_step = torch.zeros(1, codec.config.downsample, self.vertices, 3, device=self._device)
         self.user_steps_with_face = 0
 
     def close(self) -> None:
+        """Ends the codec's streaming state (idempotent), so the codec can serve again."""
         self._stack.close()
 
     def __enter__(self) -> "FacePath":
@@ -98,6 +100,7 @@ class FacePath:
             return None
         return best
 
+    @torch.no_grad()
     def user_tokens(self, step: int, stamp_ns: int) -> FaceTokens | None:
         """The user's tokens for the step starting at ``stamp_ns``, or None (no face)."""
         slots = [self._nearest(stamp_ns + k * FACE_FRAME_NS) for k in range(self.codec.config.downsample)]
@@ -111,6 +114,7 @@ class FacePath:
         self.user_steps_with_face += 1
         return FaceTokens(stamp_ns, step, tokens, self.user_frame_id)
 
+    @torch.no_grad()
     def robot_frames(self, step: int, stamp_ns: int, tokens: np.ndarray | None) -> tuple[FaceTokens | None, list[FaceFrame]]:
         """The robot's tokens as a message and its two decoded frames for this step."""
         times = [stamp_ns + k * FACE_FRAME_NS for k in range(self.codec.config.downsample)]

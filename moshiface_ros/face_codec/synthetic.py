@@ -18,9 +18,10 @@ from pathlib import Path
 
 import numpy as np
 
+from ..constants import FACE_FPS, VHAP_VERTICES
 from ..regions import Regions, save_regions
 
-FPS = 25
+FPS = FACE_FPS
 HEAD_RADII = np.array([0.075, 0.105, 0.09])  # x, y, z half-axes in metres
 MOUTH_Y = -0.045  # height of the mouth line
 JAW_PIVOT = np.array([0.0, -0.01, -0.05])  # behind and above the mouth
@@ -73,7 +74,7 @@ def _smooth_noise(rng: np.random.Generator, frames: int, channels: int, low_hz: 
 
 @dataclass
 class SyntheticFace:
-    vertices: int = 5143
+    vertices: int = VHAP_VERTICES
     rank: int = 10  # expression fields
     seed: int = 0
 
@@ -126,7 +127,7 @@ class SyntheticFace:
         return Regions(self.vertices, {"lips": self.lips}, source=f"synthetic face, seed {self.seed}")
 
 
-def write_dataset(directory: Path | str, *, vertices: int = 5143, speakers: int = 2, sequences: int = 10,
+def write_dataset(directory: Path | str, *, vertices: int = VHAP_VERTICES, speakers: int = 2, sequences: int = 10,
                   frames: int = 250, seed: int = 0, absolute: bool = True, rank: int = 10) -> Path:
     """A codec dataset of synthetic motion: ``sequences`` per speaker of ``frames`` frames.
 

@@ -17,7 +17,8 @@ import torch
 from tqdm import tqdm
 
 from ..errors import MoshifaceError
-from .checkpoint import WEIGHTS_FILE, _replace, load_codec, save_codec
+from ..fileio import atomic_path, atomic_write_text
+from .checkpoint import WEIGHTS_FILE, load_codec, save_codec
 from .config import config_from_name
 from .data import FaceDataset, Windows
 from .evaluate import evaluate_codec
@@ -91,7 +92,8 @@ def _plot(history: list[dict], path: Path) -> None:
     ax_mve.plot(epochs, [h["validation"]["zero_motion_mve"] for h in history], "--", label="zero motion")
     ax_mve.set_xlabel("epoch"), ax_mve.set_ylabel("x1e-3"), ax_mve.legend(), ax_mve.set_title("validation")
     fig.tight_layout()
-    _replace(path, lambda p: fig.savefig(p, format="png", dpi=80))
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, format="png", dpi=80)
     plt.close(fig)
 
 
@@ -158,6 +160,7 @@ def _save(out: Path, codec: FaceCodec, optimizer: torch.optim.Optimizer, history
     save_codec(codec, out)
     state = {"optimizer": optimizer.state_dict(), "epoch": history[-1]["epoch"], "history": history,
              "rng": torch.get_rng_state(), "options": asdict(options)}
-    _replace(out / STATE_FILE, lambda p: torch.save(state, p))
-    _replace(out / HISTORY_FILE, lambda p: p.write_text(json.dumps(history, indent=1) + "\n"))
+    with atomic_path(out / STATE_FILE) as tmp:
+        torch.save(state, tmp)
+    atomic_write_text(out / HISTORY_FILE, json.dumps(history, indent=1) + "\n")
     _plot(history, out / PLOT_FILE)

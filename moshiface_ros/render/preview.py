@@ -16,6 +16,7 @@ from typing import Any
 
 import numpy as np
 
+from ..constants import FLAME_VERTICES, VHAP_VERTICES
 from ..errors import MoshifaceError
 from .session import Session, load_session
 from .video import BarTrack, MeshPainter, MeshTrack, write_preview
@@ -47,7 +48,7 @@ def _topology(session: Session, head: Any, neutral_file: Path | None) -> tuple[n
         except (ValueError, MoshifaceError):
             pass
     synthetic = None
-    if count in (5023, 5143):
+    if count in (FLAME_VERTICES, VHAP_VERTICES):
         from ..retarget.synthetic import synthetic_topology
 
         synthetic = synthetic_topology(count)

@@ -26,7 +26,7 @@ import cv2
 import numpy as np
 
 from ..errors import MoshifaceError
-from ..timing import FACE_FPS, FACE_FRAME_NS
+from ..constants import FACE_FPS, FACE_FRAME_NS, NS_PER_S
 from .session import Session
 
 BACKGROUND = (32, 30, 28)
@@ -154,7 +154,7 @@ def render_video(mesh: MeshTrack | None, painter: MeshPainter | None, bars: BarT
             if bars is not None and width - panel > 40:
                 k = _latest(bars.stamps, t)
                 _draw_bars(canvas[:, panel:], bars, bars.values[k] if k >= 0 else None)
-            cv2.putText(canvas, f"{(t - start_ns) / 1e9:6.2f} s", (8, height - 10), cv2.FONT_HERSHEY_SIMPLEX,
+            cv2.putText(canvas, f"{(t - start_ns) / NS_PER_S:6.2f} s", (8, height - 10), cv2.FONT_HERSHEY_SIMPLEX,
                         0.5, TEXT, 1, cv2.LINE_AA)
             writer.write(canvas)
     finally:

@@ -21,6 +21,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import MoshifaceError
+from ..fileio import atomic_path
 
 
 @dataclass
@@ -94,9 +95,8 @@ def save_rig(rig: Rig, path: Path | str) -> Path:
         arrays["neutral"] = np.asarray(rig.neutral, np.float32)
     if rig.faces is not None:
         arrays["faces"] = np.asarray(rig.faces, np.int64)
-    tmp = path.with_name(path.name + ".tmp.npz")
-    np.savez(tmp, **arrays)
-    tmp.replace(path)
+    with atomic_path(path) as tmp, tmp.open("wb") as file:  # a file object: np.savez adds no suffix
+        np.savez(file, **arrays)
     return path
 
 

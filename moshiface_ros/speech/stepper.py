@@ -1,7 +1,7 @@
 """User audio as it arrives (chunks of any rate and size, possibly with gaps) -> model steps.
 
 Both the embedded runner and the ROS node feed ``AudioChunk``s here. The stepper frames
-them into the model's 1920-sample steps, runs the engine, and stamps everything on one
+them into the model's steps (``FRAME_SIZE`` samples, 80 ms), runs the engine, and stamps everything on one
 clock: a step's stamp is the time of its first user sample (the first chunk's stamp plus
 the audio that came before it), and the robot's audio and text for that step carry the
 same stamp, so playback and the face can present them together after one shared delay.
@@ -24,10 +24,12 @@ import numpy as np
 
 from ..audio.framer import AudioFramer
 from ..face_codec.stream import FacePath
-from ..messages.types import NS_PER_S, AudioChunk, DialogueText, FaceFrame, FaceTokens
-from .engine import FRAME_SIZE, SAMPLE_RATE, SpeechEngine
+from ..constants import FRAME_SIZE, NS_PER_S, SAMPLE_RATE, STEP_NS
+from ..messages.types import AudioChunk, DialogueText, FaceFrame, FaceTokens
+from .engine import SpeechEngine
 
-STEP_NS = FRAME_SIZE * NS_PER_S // SAMPLE_RATE  # 80 ms
+__all__ = ["MAX_GAP_FILL_S", "STEP_NS", "AudioStepper", "StepRecord"]
+
 MAX_GAP_FILL_S = 2.0  # longer gaps are treated as a restart, not filled with silence
 
 
@@ -60,6 +62,40 @@ class AudioStepper:
         self._last_sequence: int | None = None
         self._anchor_ns = 0
         self._emitted = 0  # 24 kHz samples emitted since the anchor
+
+    @property
+    def has_face(self) -> bool:
+        """Whether this conversation has a face path (a Moshi-Face model)."""
+        return self.face is not None
+
+    def push_user_face(self, frame: FaceFrame) -> None:
+        """One user face frame for the face path (as a camera delivers it); a bad frame
+        is a ``ValueError`` naming the problem. Without a face path it is ignored."""
+        if self.face is not None:
+            self.face.push_user(frame)
+
+    @property
+    def face_vertices(self) -> int | None:
+        """The vertex count the face path takes and gives (None without one)."""
+        return self.face.vertices if self.face is not None else None
+
+    def face_stats(self) -> dict[str, int] | None:
+        """The face path's figures for a summary (None without one)."""
+        if self.face is None:
+            return None
+        return {"vertices": self.face.vertices, "user_steps_with_face": self.face.user_steps_with_face}
+
+    def close(self) -> None:
+        """Releases the face path's and the engine's streaming state."""
+        if self.face is not None:
+            self.face.close()
+        self.engine.close()
+
+    def __enter__(self) -> "AudioStepper":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
 
     def push(self, chunk: AudioChunk) -> list[StepRecord]:
         """Takes one incoming chunk; returns the steps it completed (often 0 or 1)."""

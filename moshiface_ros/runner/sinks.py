@@ -1,0 +1,163 @@
+"""Where each step's results go: files, the bag, the head, the speaker, the progress bar.
+
+The session hands every ``StepRecord`` to each sink in turn (and every user face frame it
+feeds the model, which only the bag keeps); a sink does one thing with it. The bag sink
+writes every stream in a fixed order per step (user audio, robot audio, text, face
+tokens, robot face frames), so a session's bag is the same message for message whatever
+else is attached; the head sink comes after it and adds the retargeted head.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any, Callable
+
+from tqdm import tqdm
+
+from ..audio.wav import WavWriter
+from ..constants import NS_PER_S, SAMPLE_RATE
+from ..messages.types import AudioChunk, DialogueText, FaceFrame, FaceTokens
+from ..recording.bag import SessionBag
+from ..speech.stepper import StepRecord
+from ..topics import (ROBOT_AUDIO, ROBOT_FACE, ROBOT_FACE_TOKENS, ROBOT_TEXT, USER_AUDIO, USER_FACE,
+                      USER_FACE_TOKENS)
+
+# The face topics a session with a face path records, and their message types.
+FACE_TOPICS = ((USER_FACE, FaceFrame), (USER_FACE_TOKENS, FaceTokens), (ROBOT_FACE_TOKENS, FaceTokens),
+               (ROBOT_FACE, FaceFrame))
+AUDIO_TOPICS = ((USER_AUDIO, AudioChunk), (ROBOT_AUDIO, AudioChunk), (ROBOT_TEXT, DialogueText))
+
+
+class Sink:
+    """Takes a session's results; every method is optional."""
+
+    def user_face(self, frame: FaceFrame) -> None:
+        """A user face frame, as it is fed to the model."""
+
+    def step(self, record: StepRecord) -> None:
+        """One model step's inputs and outputs."""
+
+    def end(self) -> None:
+        """The stepping is over (finished, interrupted or failed)."""
+
+
+class FileSink(Sink):
+    """robot.wav (24 kHz mono float) and text.jsonl (one line per text token)."""
+
+    def __init__(self, wav: Path, text: Path, start_ns: int) -> None:
+        self._start_ns = start_ns
+        self._wav = WavWriter(wav, SAMPLE_RATE, channels=1)
+        try:
+            self._text = text.open("w", encoding="utf-8")
+        except BaseException:
+            self._wav.close()
+            raise
+
+    def step(self, record: StepRecord) -> None:
+        self._wav.write(record.robot.samples)
+        if record.text is not None:
+            text = record.text
+            line = {"step": text.step, "time": round((text.stamp_ns - self._start_ns) / NS_PER_S, 6),
+                    "token": text.token_id, "piece": text.piece}
+            self._text.write(json.dumps(line, ensure_ascii=False) + "\n")
+
+    def close(self) -> None:
+        self._wav.close()
+        self._text.close()
+
+
+class BagSink(Sink):
+    """The session's rosbag2: every stream the session produces, at its own stamp."""
+
+    def __init__(self, path: Path, face: bool, ros_topics: dict[str, str] | None = None) -> None:
+        self._bag = SessionBag(path)
+        for topic, kind in AUDIO_TOPICS + (FACE_TOPICS if face else ()):
+            self._bag.add_topic(topic, kind)
+        for topic, type_name in (ros_topics or {}).items():  # e.g. a head's blendshapes and actuators
+            self._bag.add_ros_topic(topic, type_name)
+
+    @property
+    def counts(self) -> dict[str, int]:
+        """Messages written per topic, in the order the topics were declared."""
+        return dict(self._bag.counts)
+
+    def user_face(self, frame: FaceFrame) -> None:
+        self._bag.write(USER_FACE, frame)
+
+    def step(self, record: StepRecord) -> None:
+        self._bag.write(USER_AUDIO, record.user)
+        self._bag.write(ROBOT_AUDIO, record.robot)
+        if record.text is not None:
+            self._bag.write(ROBOT_TEXT, record.text)
+        if record.user_face_tokens is not None:
+            self._bag.write(USER_FACE_TOKENS, record.user_face_tokens)
+        if record.robot_face_tokens is not None:
+            self._bag.write(ROBOT_FACE_TOKENS, record.robot_face_tokens)
+        for frame in record.robot_face or ():
+            self._bag.write(ROBOT_FACE, frame)
+
+    def write_retargeted(self, output: Any, delay_ms: float) -> None:
+        """A head's retarget output, as the retarget node publishes it."""
+        for topic, _, message in head_records(output, self._bag.factory, delay_ms):
+            self._bag.write_ros(topic, output.stamp_ns, message)
+
+    def close(self) -> None:
+        self._bag.close()
+
+    def discard(self) -> None:
+        self._bag.discard()
+
+
+def head_records(output: Any, factory: Any, delay_ms: float) -> list[tuple[str, str, Any]]:
+    """(topic, ROS type, bag message) for one retarget output: the single place the runner
+    turns a head's output into messages (the nodes' conversion, so bag and graph agree)."""
+    from ..messages.standard import retarget_records
+
+    return retarget_records(output, factory, delay_ms)
+
+
+def head_topics(head: Any) -> dict[str, str]:
+    """The bag topics a head's outputs go to (blendshapes; actuators when it has some)."""
+    from ..messages.standard import retarget_topics
+
+    return retarget_topics(has_actuators=bool(head.config.actuators))
+
+
+class HeadSink(Sink):
+    """Retargets the robot's face (or, with no face, its voice) to a head, into the bag."""
+
+    def __init__(self, head: Any, bag: BagSink) -> None:
+        self._head = head  # retarget.retargeter.HeadRetargeter
+        self._bag = bag
+        self.outputs: dict[str, int] = {"face": 0, "fallback": 0, "none": 0}
+
+    def step(self, record: StepRecord) -> None:
+        outputs = self._head.step_audio(record.robot)  # the voice drives the mouth when no face is live
+        outputs += [self._head.step_face(frame) for frame in record.robot_face or ()]
+        for output in outputs:
+            self.outputs[output.source] = self.outputs.get(output.source, 0) + 1
+            self._bag.write_retargeted(output, self._head.presentation_delay_ms)
+
+
+class SpeakerSink(Sink):
+    """Plays each step's robot audio (a live session's speaker)."""
+
+    def __init__(self, play: Callable[[AudioChunk], Any]) -> None:
+        self._play = play
+
+    def step(self, record: StepRecord) -> None:
+        self._play(record.robot)
+
+
+class ProgressSink(Sink):
+    """A progress bar over the steps a recorded input will make."""
+
+    def __init__(self, total: int | None, enabled: bool) -> None:
+        self._bar = tqdm(total=total, unit="step", disable=not enabled, desc="moshiface", leave=False)
+
+    def step(self, record: StepRecord) -> None:
+        self._bar.update(1)
+
+    def end(self) -> None:
+        self._bar.close()

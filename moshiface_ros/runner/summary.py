@@ -1,0 +1,103 @@
+"""What a session reports about itself: ``summary.json`` and the command's last lines.
+
+Step times are the engine's own (the model); the overhead is everything else a step
+costs in the runner (framing, the face codec, files, the bag, the head), spread over the
+steps a chunk made. Their ratio to the audio's duration says whether it keeps up.
+"""
+
+from __future__ import annotations
+
+import signal
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from ..constants import FRAME_SIZE, SAMPLE_RATE
+from ..speech.stepper import AudioStepper, StepRecord
+from .config import RunConfig
+
+if TYPE_CHECKING:
+    from ..speech.session import Placement
+    from .inputs import UserInput
+
+
+@dataclass
+class StepStats:
+    """Times and counts of the steps a session made."""
+
+    start_ns: int
+    step_times: list[float] = field(default_factory=list)  # seconds in the engine, per step
+    overhead_times: list[float] = field(default_factory=list)  # seconds outside it, per step
+    robot_face_frames: int = 0
+    wall_s: float = 0.0
+
+    def add(self, records: list[StepRecord], elapsed_s: float) -> None:
+        """The steps one chunk made, and the time the whole chunk took."""
+        model = 0.0
+        for record in records:
+            self.step_times.append(record.model_seconds)
+            self.robot_face_frames += len(record.robot_face or ())
+            model += record.model_seconds
+        if records:  # the cost outside the model, spread over the steps this chunk made
+            self.overhead_times.extend([(elapsed_s - model) / len(records)] * len(records))
+
+    def as_summary(self) -> dict[str, Any]:
+        steps = len(self.step_times)
+        audio_s = steps * FRAME_SIZE / SAMPLE_RATE
+        return {
+            "start_time_ns": self.start_ns,
+            "steps": steps,
+            "audio_seconds": round(audio_s, 3),
+            "step_ms": percentiles(self.step_times),
+            "overhead_ms": percentiles(self.overhead_times),
+            # model compute time / audio time: below 1 keeps up with real time
+            "real_time_factor": round(sum(self.step_times) / audio_s, 4) if audio_s else None,
+            "wall_seconds": round(self.wall_s, 3),
+        }
+
+
+def percentiles(values_s: list[float]) -> dict[str, float]:
+    """p50, p95, max and mean of durations in seconds, as milliseconds."""
+    if not values_s:
+        return {"p50": 0.0, "p95": 0.0, "max": 0.0, "mean": 0.0}
+    ms = np.asarray(values_s) * 1000.0
+    return {
+        "p50": round(float(np.percentile(ms, 50)), 3),
+        "p95": round(float(np.percentile(ms, 95)), 3),
+        "max": round(float(ms.max()), 3),
+        "mean": round(float(ms.mean()), 3),
+    }
+
+
+def session_summary(config: RunConfig, placement: Placement, description: str, user: UserInput,
+                    stepper: AudioStepper, stats: StepStats, head_outputs: dict[str, int] | None,
+                    stopped_by: int | None) -> dict[str, Any]:
+    """The whole summary of a session (without the bag's counts, which the outputs add)."""
+    return {
+        "model": description,
+        "model_spec": config.session.model,
+        "device": str(placement.device),
+        "dtype": str(placement.dtype).replace("torch.", ""),
+        "seed": config.session.seed,
+        "cuda_graphs": config.session.cuda_graphs and placement.device.type == "cuda",
+        "user_audio": user.description,
+        "live": user.live_stats,
+        "user_sample_rate": user.sample_rate,
+        "user_channels": user.channels,
+        **stats.as_summary(),
+        "face": _face_summary(config, stepper, stats),
+        "head": {"file": str(config.head), "outputs": head_outputs} if config.head else None,
+        "interrupted": stopped_by is not None,
+        "signal": signal.Signals(stopped_by).name if stopped_by is not None else None,
+    }
+
+
+def _face_summary(config: RunConfig, stepper: AudioStepper, stats: StepStats) -> dict[str, Any] | None:
+    face = stepper.face_stats()
+    if face is None:
+        return None
+    return {"codec": config.session.codec, "vertices": face["vertices"],
+            "user_face": str(config.user_face or config.user_video or "") or None,
+            "user_steps_with_face": face["user_steps_with_face"],
+            "robot_face_frames": stats.robot_face_frames}
