@@ -4,6 +4,8 @@ with the module's own decoder, and sent through a real UDP socket."""
 
 import socket
 import struct
+import time
+from datetime import datetime, timezone
 
 import numpy as np
 import pytest
@@ -11,6 +13,7 @@ import pytest
 from moshiface_ros.retarget.arkit import ARKIT_52, LIVELINK_ROTATIONS
 from moshiface_ros.retarget.livelink import (
     DEFAULT_PORT,
+    LiveLinkSchedule,
     LiveLinkSender,
     decode_packet,
     encode_packet,
@@ -91,6 +94,35 @@ def test_frame_time_is_the_stamp_at_25_fps():
     assert frame_time(0) == (0, 0.0)
     assert frame_time(40_000_000) == (1, 0.0)
     assert frame_time(50_000_000) == (1, 0.25)
+
+
+def test_wall_clock_stamps_give_the_time_of_day_and_fit_the_packet():
+    """A live node stamps frames with the wall clock (~1.7e18 ns): counted from 1970 at 25 fps
+    that is ~4.4e10 frames, beyond the packet's int32. The frame number is the stamp's time
+    of day (UTC), as a timecode, and packets of real stamps encode and parse."""
+    stamps = [time.time_ns() + k * 40_000_000 for k in range(5)]
+    stamps.append(int(datetime(2030, 1, 1, 23, 59, 59, 990_000, tzinfo=timezone.utc).timestamp()) * 10**9 + 990_000_000)
+    for stamp in stamps:
+        got = parse(encode_packet(make_frame(stamp, {"jawOpen": 0.5})))
+        seconds_of_day = (stamp // 10**9) % 86400 + (stamp % 10**9) / 1e9
+        assert got["frame"] == int(seconds_of_day * 25 + 1e-9) and 0 <= got["frame"] < 86400 * 25
+        assert got["sub"] == pytest.approx(seconds_of_day * 25 - got["frame"], abs=1e-6)
+    numbers = [frame_time(s)[0] for s in stamps[:5]]
+    assert all(b - a == 1 for a, b in zip(numbers, numbers[1:])) or 0 in numbers  # consecutive (or midnight)
+
+
+def test_schedule_hands_out_the_newest_due_frame():
+    schedule = LiveLinkSchedule(delay_ms=300.0, latency_ms=100.0)
+    base = time.time_ns()
+    frames = [make_frame(base + k * 40_000_000, {"jawOpen": k / 10}) for k in range(4)]
+    for k, frame in enumerate(frames):
+        schedule.push(base + k * 40_000_000, frame)
+    assert schedule.due(base + 199_000_000) is None  # first due at stamp + 300 - 100 ms
+    assert schedule.due(base + 200_000_000 + 40_000_000) is frames[1]  # frames 0 and 1 due: only the newest
+    assert schedule.pending() == 2 and schedule.due(base + 10**9) is frames[3] and schedule.pending() == 0
+    schedule.latency_ms = 0.0  # a new latency applies to the frames pushed after it
+    schedule.push(base, frames[0])
+    assert schedule.due(base + 299_000_000) is None and schedule.due(base + 300_000_000) is frames[0]
 
 
 def test_packets_travel_over_udp():

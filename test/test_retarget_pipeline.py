@@ -10,21 +10,20 @@ from rosbags.highlevel import AnyReader
 from rosbags.rosbag2 import StoragePlugin, Writer
 
 from moshiface_ros.audio.synth import synthetic_speech
+from moshiface_ros.constants import PRESENTATION_DELAY_MS
+from moshiface_ros.messages.standard import JOINT_TRAJECTORY, retarget_records, retarget_topics
 from moshiface_ros.messages.types import AudioChunk, FaceFrame
+from moshiface_ros.recording.bag import RosbagsFactory
 from moshiface_ros.recording.definitions import make_typestore
 from moshiface_ros.regions import save_regions
 from moshiface_ros.retarget.arkit import ARKIT_52
 from moshiface_ros.retarget.features import matrix_from_euler
 from moshiface_ros.retarget.livelink import decode_packet, encode_packet
-from moshiface_ros.retarget.retargeter import (
-    ROBOT_ACTUATORS,
-    HeadRetargeter,
-    rosbags_records,
-)
+from moshiface_ros.retarget.retargeter import HeadRetargeter
 from moshiface_ros.retarget.rig import save_rig
 from moshiface_ros.retarget.synthetic import synthetic_face
 from moshiface_ros.timing import FACE_FRAME_NS, STEP_NS
-from moshiface_ros.topics import ROBOT_BLENDSHAPES
+from moshiface_ros.topics import ROBOT_ACTUATORS, ROBOT_BLENDSHAPES
 
 ROOT = Path(__file__).resolve().parents[1]
 SERVO = ROOT / "config" / "heads" / "servo_head.yaml"
@@ -60,7 +59,7 @@ def test_virtual_head_solves_the_rig_and_sends_live_link(face):
 
 
 def test_servo_head_moves_its_jaw_within_limits_and_early(face):
-    head = HeadRetargeter.from_file(SERVO)
+    head = HeadRetargeter.from_file(SERVO, presentation_delay_ms=200.0)
     jaw = head.bank.names.index("jaw")
     neck = head.bank.names.index("neck_yaw")
     positions = []
@@ -142,7 +141,8 @@ def test_outputs_go_into_a_bag_and_read_back(tmp_path, face):
     with Writer(tmp_path / "bag", version=8, storage_plugin=StoragePlugin.MCAP) as writer:
         connections = {}
         for out in outputs:
-            for topic, type_name, message in rosbags_records(out, typestore):
+            for topic, type_name, message in retarget_records(out, RosbagsFactory(typestore),
+                                                              head.presentation_delay_ms):
                 if topic not in connections:
                     connections[topic] = writer.add_connection(topic, type_name, typestore=typestore)
                 writer.write(connections[topic], out.stamp_ns, typestore.serialize_cdr(message, type_name))
@@ -154,5 +154,11 @@ def test_outputs_go_into_a_bag_and_read_back(tmp_path, face):
     last = messages[ROBOT_ACTUATORS][-1]
     assert list(last.joint_names) == head.bank.names
     assert np.allclose(last.points[0].positions, outputs[-1].actuators.positions)
-    assert last.points[0].time_from_start.nanosec == 200_000_000
+    assert head.presentation_delay_ms == PRESENTATION_DELAY_MS  # the one default
+    assert last.points[0].time_from_start.sec * 10**9 + last.points[0].time_from_start.nanosec == round(
+        PRESENTATION_DELAY_MS * 1e6)
+    assert [m.header.stamp.sec * 10**9 + m.header.stamp.nanosec for m in messages[ROBOT_ACTUATORS]] == [
+        o.stamp_ns for o in outputs]  # stamped with the face frame, not 0
+    assert retarget_topics(True) == {ROBOT_BLENDSHAPES: "moshiface_ros/msg/BlendshapeWeights",
+                                     ROBOT_ACTUATORS: JOINT_TRAJECTORY}
     assert list(messages[ROBOT_BLENDSHAPES][-1].names) == list(ARKIT_52)

@@ -2,7 +2,8 @@
 face-absent frames while the camera is missing.
 
 Needs a ROS 2 environment (rclpy, sensor_msgs and this package's generated messages);
-skipped otherwise. Everything the node wraps is tested without ROS in test_tracking_*.py.
+skipped otherwise, or failed under ``MOSHIFACE_REQUIRE_ROS=1``. Everything the node wraps is
+tested without ROS in test_tracking_*.py and test_node_logic.py.
 """
 
 import time
@@ -10,18 +11,28 @@ import time
 import numpy as np
 import pytest
 
-rclpy = pytest.importorskip("rclpy", reason="needs ROS 2 (rclpy)")
-msgs = pytest.importorskip("moshiface_ros.msg", reason="needs the built moshiface_ros messages")
-sensor_msgs = pytest.importorskip("sensor_msgs.msg", reason="needs sensor_msgs")
+import ros_harness
+
+if ros_harness.missing_ros():
+    if ros_harness.ros_required():
+        pytest.fail(f"MOSHIFACE_REQUIRE_ROS=1 but {ros_harness.missing_ros()}", pytrace=False)
+    pytest.skip(ros_harness.missing_ros(), allow_module_level=True)
+
+import rclpy  # noqa: E402
+import sensor_msgs.msg as sensor_msgs  # noqa: E402
+
+import moshiface_ros.msg as msgs  # noqa: E402
+
 cv2 = pytest.importorskip("cv2")
 skimage_data = pytest.importorskip("skimage.data")
 
-from rclpy.executors import SingleThreadedExecutor
+from rclpy.executors import SingleThreadedExecutor  # noqa: E402
+from rclpy.parameter import Parameter  # noqa: E402
 
-from moshiface_ros.messages import convert
-from moshiface_ros.nodes.face_tracker import FACE_BOX, FaceTrackerNode
-from moshiface_ros.nodes.qos import FACE_QOS
-from moshiface_ros.topics import USER_FACE
+from moshiface_ros.messages import convert  # noqa: E402
+from moshiface_ros.nodes.face_tracker import FACE_BOX, FaceTrackerNode  # noqa: E402
+from moshiface_ros.nodes.qos import FACE_QOS  # noqa: E402
+from moshiface_ros.topics import USER_FACE  # noqa: E402
 
 
 def write_video(path, seconds=2.0):
@@ -34,14 +45,20 @@ def write_video(path, seconds=2.0):
     return path
 
 
-def run_node(source, seconds):
-    rclpy.init(args=["--ros-args", "-p", "flame_model:=synthetic", "-p", f"source:={source}",
-                     "-p", "reopen_interval:=0.2"])
-    node = FaceTrackerNode()
+def run_node(source, seconds, arrivals=None):
+    rclpy.init()
+    # node options as a launch file or a composition would give them
+    node = FaceTrackerNode(parameter_overrides=[Parameter("flame_model", value="synthetic"),
+                                                Parameter("source", value=str(source)),
+                                                Parameter("reopen_interval", value=0.2)])
     peer = rclpy.create_node("face_tracker_test_peer")
-    faces, boxes = [], []
-    peer.create_subscription(msgs.FaceFrame, USER_FACE, lambda m: faces.append(convert.face_frame_from_msg(m)),
-                             FACE_QOS)
+    faces, boxes, arrivals = [], [], arrivals if arrivals is not None else []
+
+    def on_face(msg):
+        arrivals.append(time.monotonic())
+        faces.append(convert.face_frame_from_msg(msg))
+
+    peer.create_subscription(msgs.FaceFrame, USER_FACE, on_face, FACE_QOS)
     peer.create_subscription(sensor_msgs.RegionOfInterest, FACE_BOX, boxes.append, FACE_QOS)
     executor = SingleThreadedExecutor()
     executor.add_node(node)
@@ -59,8 +76,13 @@ def run_node(source, seconds):
 
 
 def test_publishes_tracked_faces_at_25_fps(tmp_path):
-    faces, boxes = run_node(write_video(tmp_path / "user.avi"), seconds=4.0)
+    arrivals = []
+    faces, boxes = run_node(write_video(tmp_path / "user.avi"), seconds=4.0, arrivals=arrivals)
     assert 60 <= len(faces) <= 110 and len(boxes) == len(faces)
+    steady = np.diff(arrivals[len(arrivals) // 4:])  # after start-up
+    rate = 1.0 / np.median(steady)
+    print(f"\n/moshiface/user/face: {rate:.1f} Hz (median interval), {len(faces)} frames in 4 s")
+    assert 22.0 <= rate <= 28.0
     present = [f for f in faces if f.face_present]
     assert len(present) > 0.7 * len(faces)
     assert present[-1].vertices.shape == (5023, 3) and present[-1].frame_id == "user_camera"

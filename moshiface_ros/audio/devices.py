@@ -25,9 +25,32 @@ from typing import Literal
 from moshiface_ros.errors import MoshifaceError
 
 __all__ = ["DeviceInfo", "Direction", "list_devices", "find_device", "describe_devices",
-           "open_failed", "rescan_devices", "sounddevice_module"]
+           "open_failed", "rescan_devices", "sounddevice_module", "parse_device", "parse_latency"]
 
 Direction = Literal["input", "output"]
+
+
+def parse_device(value: str) -> str | int | None:
+    """A device as a robot builder writes it (a node parameter, a command-line option):
+    "" is the default device, digits a device number, anything else a name."""
+    value = value.strip()
+    if not value:
+        return None
+    return int(value) if value.isdigit() else value
+
+
+def parse_latency(value: str) -> str | float:
+    """PortAudio's suggested latency as written: "low", "high", or seconds ("0.05")."""
+    value = value.strip().lower()
+    if value in ("low", "high"):
+        return value
+    try:
+        seconds = float(value)
+    except ValueError:
+        raise MoshifaceError(f"latency must be 'low', 'high' or seconds, got '{value}'") from None
+    if not seconds > 0:
+        raise MoshifaceError(f"latency must be positive, got {seconds}")
+    return seconds
 
 
 def sounddevice_module() -> ModuleType:

@@ -102,3 +102,14 @@ class BlendshapeWeights:
     def __post_init__(self) -> None:
         self.names = list(self.names)
         self.weights = _f32(self.weights)
+
+
+@dataclass
+class Diagnostic:
+    """One component's health for ``/diagnostics`` (diagnostic_msgs/DiagnosticStatus)."""
+
+    name: str
+    level: int  # 0 OK, 1 WARN, 2 ERROR
+    message: str
+    hardware_id: str = ""
+    values: dict[str, str] = field(default_factory=dict)

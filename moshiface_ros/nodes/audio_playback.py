@@ -17,36 +17,40 @@ import sys
 from diagnostic_msgs.msg import DiagnosticArray
 from rclpy.node import Node
 
+from moshiface_ros.audio.devices import parse_device, parse_latency
 from moshiface_ros.audio.diagnostics import playback_status
 from moshiface_ros.audio.playback import AudioPlayback, PlaybackConfig, PlaybackStats
+from moshiface_ros.errors import MoshifaceError
 from moshiface_ros.messages import convert
+from moshiface_ros.messages.standard import diagnostic_array_to_msg
 from moshiface_ros.msg import AudioChunk
-from moshiface_ros.nodes.audio_capture import DIAGNOSTICS, diagnostic_array, parse_device, parse_latency
-from moshiface_ros.nodes.parameters import AUDIO_PLAYBACK
+from moshiface_ros.nodes.parameters import AudioPlaybackSettings
+from moshiface_ros.nodes.params import NodeParameters
+from moshiface_ros.nodes.paramspec import ParameterError
 from moshiface_ros.nodes.qos import AUDIO_QOS
-from moshiface_ros.nodes.spin import WarnOnce, run_node
-from moshiface_ros.topics import ROBOT_AUDIO
+from moshiface_ros.nodes.rclpy_messages import RclpyFactory
+from moshiface_ros.nodes.spin import Releasable, WarnOnce, run_node
+from moshiface_ros.topics import DIAGNOSTICS, ROBOT_AUDIO
 
-PARAMETERS = AUDIO_PLAYBACK
 
-
-class AudioPlaybackNode(Node):
+class AudioPlaybackNode(Releasable, Node):
     def __init__(self, **node_options) -> None:
         super().__init__("audio_playback", **node_options)  # options: e.g. parameter_overrides (tests)
-        for name, default in PARAMETERS.items():
-            self.declare_parameter(name, default)
-        p = {name: self.get_parameter(name).value for name in PARAMETERS}
-        config = PlaybackConfig(
-            parse_device(p["device"]), int(p["sample_rate"]), int(p["channels"]),
-            float(p["block_ms"]), parse_latency(p["latency"]), float(p["presentation_delay_ms"]),
-            float(p["lag_ms"]), bool(p["sync_to_stamps"]), float(p["capacity_s"]))
+        s: AudioPlaybackSettings = NodeParameters(self, AudioPlaybackSettings).settings
+        config = PlaybackConfig(parse_device(s.device), s.sample_rate, s.channels, s.block_ms,
+                                parse_latency(s.latency), s.presentation_delay_ms, s.lag_ms, s.sync_to_stamps,
+                                s.capacity_s)
         self._playback = AudioPlayback(config)
+        self._factory = RclpyFactory()
         self._warn_once = WarnOnce(self.get_logger())
         self._previous: PlaybackStats | None = None
         self._diagnostics = self.create_publisher(DiagnosticArray, DIAGNOSTICS, 10)
-        self._playback.start()
+        try:
+            self._playback.start()
+        except MoshifaceError as exc:
+            raise ParameterError("device", str(exc)) from None
         self.create_subscription(AudioChunk, ROBOT_AUDIO, self._on_robot_audio, AUDIO_QOS)
-        self.create_timer(float(p["diagnostics_period_s"]), self._report)
+        self.create_timer(s.diagnostics_period_s, self._report)
         stats = self._playback.stats()
         self.get_logger().info(
             f"playing {ROBOT_AUDIO} on '{stats.device}' at {stats.sample_rate} Hz, "
@@ -62,13 +66,15 @@ class AudioPlaybackNode(Node):
 
     def _report(self) -> None:
         stats = self._playback.stats()
-        self._diagnostics.publish(
-            diagnostic_array(self, playback_status(self.get_name(), stats, self._previous)))
+        status = playback_status(self.get_name(), stats, self._previous)
         self._previous = stats
+        now = self.get_clock().now().nanoseconds
+        self._diagnostics.publish(diagnostic_array_to_msg([status], now, self._factory))
 
-    def destroy_node(self) -> None:
+    def release(self) -> None:
+        """Close the output stream and drop its resampler."""
         self._playback.stop()
-        super().destroy_node()
+        self._playback = None
 
 
 def main(args=None) -> int:

@@ -23,26 +23,35 @@ Byte layout of one packet (packet version 6), all multi-byte fields big-endian::
                                 leftEyePitch, leftEyeRoll, rightEyeYaw, rightEyePitch,
                                 rightEyeRoll (radians)
 
-A packet is therefore 270 + N + M bytes. The frame time is the face frame's stamp at
-25 fps (frame = floor(stamp * 25), sub-frame = the remainder), so Unreal's timecode
-buffering sees the same clock as the rest of the system.
+A packet is therefore 270 + N + M bytes. The frame time is the face frame's stamp as a
+timecode of its day (UTC) at 25 fps: frame = floor(seconds since midnight * 25), sub-frame
+= the remainder, as the Live Link Face app sends its timecode. Unreal's timecode
+buffering so sees the same clock as the rest of the system, and the frame number stays
+within the packet's int32 (at most 2,160,000; a wall-clock stamp counted from 1970 would
+need 4.4e10).
+
+``LiveLinkSchedule`` holds frames until their send time (``stamp + presentation delay -
+latency``) and hands out only the newest due one, since Unreal shows the latest packet.
 """
 
 from __future__ import annotations
 
 import socket
 import struct
+from collections import deque
 from dataclasses import dataclass, field
 
 import numpy as np
 
-from ..messages.types import NS_PER_S
-from ..timing import FACE_FPS
+from ..constants import FACE_FPS, NS_PER_S, PRESENTATION_DELAY_MS
+from ..timing import presentation_ns
 from .arkit import ARKIT_52, LIVELINK_ROTATIONS
 
 PACKET_VERSION = 6
 DEFAULT_PORT = 11111
 VALUE_COUNT = len(ARKIT_52) + len(LIVELINK_ROTATIONS)  # 61
+DAY_NS = 86_400 * NS_PER_S
+INT32_MAX = 2**31 - 1
 
 
 @dataclass
@@ -66,8 +75,8 @@ class LiveLinkFrame:
 
 
 def frame_time(stamp_ns: int, fps: int = FACE_FPS) -> tuple[int, float]:
-    """(frame number, sub-frame) of a stamp at ``fps`` frames per second."""
-    frames, remainder = divmod(int(stamp_ns) * fps, NS_PER_S)
+    """(frame number, sub-frame) of a stamp's time of day (UTC) at ``fps`` frames per second."""
+    frames, remainder = divmod(int(stamp_ns) % DAY_NS * fps, NS_PER_S)
     return int(frames), remainder / NS_PER_S
 
 
@@ -94,6 +103,8 @@ def encode_packet(frame: LiveLinkFrame) -> bytes:
     values = np.asarray(frame.values, np.float32).reshape(-1)
     if values.size != VALUE_COUNT:
         raise ValueError(f"a Live Link Face frame has {VALUE_COUNT} values, got {values.size}")
+    if not 0 <= frame.frame_number <= INT32_MAX:
+        raise ValueError(f"a Live Link frame number is an int32, got {frame.frame_number}")
     return b"".join([
         struct.pack(">B", PACKET_VERSION),
         struct.pack(">i", len(device)), device,
@@ -157,3 +168,25 @@ class LiveLinkSender:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+class LiveLinkSchedule:
+    """Frames waiting until ``stamp + delay_ms - latency_ms``; ``due(now)`` gives the newest
+    frame whose time has come (older due ones are skipped: Unreal shows the latest)."""
+
+    def __init__(self, delay_ms: float = PRESENTATION_DELAY_MS, latency_ms: float = 0.0) -> None:
+        self.delay_ms = float(delay_ms)
+        self.latency_ms = float(latency_ms)  # may change while frames wait: it applies from the next push
+        self._queue: deque[tuple[int, LiveLinkFrame]] = deque()
+
+    def push(self, stamp_ns: int, frame: LiveLinkFrame) -> None:
+        self._queue.append((presentation_ns(stamp_ns, self.delay_ms, self.latency_ms), frame))
+
+    def pending(self) -> int:
+        return len(self._queue)
+
+    def due(self, now_ns: int) -> LiveLinkFrame | None:
+        frame = None
+        while self._queue and self._queue[0][0] <= now_ns:
+            frame = self._queue.popleft()[1]
+        return frame

@@ -6,22 +6,21 @@ latency-compensated actuator commands. ``step_audio(chunk)`` feeds the robot's o
 audio to the speech fallback, which produces the same outputs whenever no face frame
 has arrived for ``fallback.timeout_ms`` (audio-only weights, a late face model), so the
 mouth always moves with the voice. The ROS node, the embedded runner and the preview
-renderer all use this class; ``rosbags_records`` turns an output into bag messages.
+renderer all use this class; it returns core objects only (``messages.standard`` turns an
+output into ROS messages, for the runner's bag and the nodes alike).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 
+from ..constants import PRESENTATION_DELAY_MS
 from ..errors import MoshifaceError
-from ..messages.types import NS_PER_S, AudioChunk, BlendshapeWeights, FaceFrame
+from ..messages.types import AudioChunk, BlendshapeWeights, FaceFrame
 from ..regions import DEFAULT_REGIONS_FILE, Regions, load_regions
-from ..timing import PRESENTATION_DELAY_MS
-from ..topics import ROBOT_ACTUATORS, ROBOT_BLENDSHAPES
 from .actuators import ActuatorBank, ActuatorCommand
 from .fallback import SpeechFallback
 from .features import (
@@ -36,9 +35,6 @@ from .head import SYNTHETIC, HeadConfig, check_drive_names, load_head
 from .livelink import LiveLinkFrame, make_frame
 from .rig import Rig, load_mesh, load_rig
 from .solver import BlendshapeSolver, region_vertex_weights
-
-# Where the runner records actuator commands (trajectory_msgs/msg/JointTrajectory).
-JOINT_TRAJECTORY = "trajectory_msgs/msg/JointTrajectory"
 
 
 @dataclass
@@ -250,40 +246,3 @@ class HeadRetargeter:
         weights = dict(zip(output.blendshapes.names, output.blendshapes.weights.tolist()))
         return make_frame(output.stamp_ns, weights, output.head_rotation, output.eye_rotations,
                           self.config.livelink_subject, self.config.livelink_device_id)
-
-
-def rosbags_records(output: RetargetOutput, typestore: Any, delay_ms: float = PRESENTATION_DELAY_MS
-                    ) -> list[tuple[str, str, Any]]:
-    """(topic, ROS type, rosbags message) for what a session bag records of an output:
-    BlendshapeWeights on /moshiface/robot/blendshapes and, for a head with actuators, a
-    JointTrajectory on /moshiface/robot/actuators (header.stamp = the face frame's stamp,
-    one point: the limited positions, their velocities, time_from_start = the
-    presentation delay; each actuator's own send time is that minus its latency_ms)."""
-    from ..messages.convert import blendshape_weights_to_msg
-    from ..recording.bag import RosbagsFactory
-
-    factory = RosbagsFactory(typestore)
-    records = []
-    if output.blendshapes is not None:
-        records.append((ROBOT_BLENDSHAPES, "moshiface_ros/msg/BlendshapeWeights",
-                        blendshape_weights_to_msg(output.blendshapes, factory)))
-    if output.actuators is not None:
-        records.append((ROBOT_ACTUATORS, JOINT_TRAJECTORY, joint_trajectory(output.actuators, factory, delay_ms)))
-    return records
-
-
-def joint_trajectory(command: ActuatorCommand, factory: Any, delay_ms: float = PRESENTATION_DELAY_MS,
-                     stamp_ns: int | None = None) -> Any:
-    """A one-point ``trajectory_msgs/msg/JointTrajectory`` for a command (any message
-    factory: rosbags' or rclpy's, see messages/convert.py)."""
-    from ..messages.convert import header
-
-    sec, nanosec = divmod(int(round(delay_ms * 1e6)), NS_PER_S)
-    point = factory.new("trajectory_msgs/msg/JointTrajectoryPoint",
-                        positions=factory.array(np.asarray(command.positions, np.float64)),
-                        velocities=factory.array(np.zeros(0, np.float64)),
-                        accelerations=factory.array(np.zeros(0, np.float64)),
-                        effort=factory.array(np.zeros(0, np.float64)),
-                        time_from_start=factory.new("builtin_interfaces/msg/Duration", sec=sec, nanosec=nanosec))
-    return factory.new(JOINT_TRAJECTORY, header=header(factory, command.stamp_ns if stamp_ns is None else stamp_ns, ""),
-                       joint_names=list(command.names), points=[point])
