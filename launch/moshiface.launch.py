@@ -1,51 +1,30 @@
-"""Starts the Moshi-Face conversation node, optionally recording the session with rosbag2.
+"""Starts the Moshi-Face conversation node, optionally recording the session (MCAP bag).
 
     ros2 launch moshiface_ros moshiface.launch.py
     ros2 launch moshiface_ros moshiface.launch.py model:=hf:kyutai/moshiko-pytorch-bf16 device:=cuda
     ros2 launch moshiface_ros moshiface.launch.py record:=true bag_dir:=/data/session1
 
 The node's other parameters (dtype, sampling, seed, ...) come from params_file; `model`
-and `device` given here override the values in that file.
+and `device` given here override the values in that file. record:=true includes
+record.launch.py: `ros2 bag record -s mcap` when rosbag2 is installed, else the package's
+recorder node, recording every topic the nodes publish. The whole robot (microphone,
+camera, speaker, head) starts with robot.launch.py.
 """
 
 import os
 
 from ament_index_python.packages import get_package_share_directory
 from launch import LaunchDescription
-from launch.actions import DeclareLaunchArgument, ExecuteProcess, OpaqueFunction
+from launch.actions import DeclareLaunchArgument, IncludeLaunchDescription
 from launch.conditions import IfCondition
+from launch.launch_description_sources import PythonLaunchDescriptionSource
 from launch.substitutions import LaunchConfiguration
 from launch_ros.actions import Node
 
-# Every stream of a conversation: what the robot heard and saw, and what it said and showed.
-RECORDED_TOPICS = [
-    "/moshiface/user/audio",
-    "/moshiface/robot/audio",
-    "/moshiface/robot/text",
-    "/moshiface/user/face",
-    "/moshiface/robot/face",
-    "/moshiface/robot/face_tokens",
-    "/moshiface/user/face_box",
-    "/moshiface/robot/blendshapes",
-    "/moshiface/robot/actuators",
-    "/diagnostics",
-]
-
-
-def _bag_recorder(context):
-    """`ros2 bag record` in MCAP; `-o` only when bag_dir is set (else ros2 bag's own name)."""
-    bag_dir = LaunchConfiguration("bag_dir").perform(context).strip()
-    cmd = ["ros2", "bag", "record", "-s", "mcap"]
-    if bag_dir:
-        cmd += ["-o", bag_dir]
-    cmd += RECORDED_TOPICS
-    return [ExecuteProcess(cmd=cmd, output="screen")]
-
 
 def generate_launch_description():
-    default_params = os.path.join(
-        get_package_share_directory("moshiface_ros"), "config", "moshiface.yaml"
-    )
+    share = get_package_share_directory("moshiface_ros")
+    default_params = os.path.join(share, "config", "moshiface.yaml")
 
     return LaunchDescription(
         [
@@ -68,12 +47,12 @@ def generate_launch_description():
             DeclareLaunchArgument(
                 "record",
                 default_value="false",
-                description="true: record the session's topics with ros2 bag (MCAP)",
+                description="true: record the session's topics into an MCAP bag (record.launch.py)",
             ),
             DeclareLaunchArgument(
                 "bag_dir",
                 default_value="",
-                description="output directory of the bag; empty: ros2 bag's timestamped name",
+                description="directory of the new bag; empty: rosbag2_<date>-<time> in the current directory",
             ),
             Node(
                 package="moshiface_ros",
@@ -89,8 +68,9 @@ def generate_launch_description():
                 output="screen",
                 emulate_tty=True,
             ),
-            OpaqueFunction(
-                function=_bag_recorder,
+            IncludeLaunchDescription(
+                PythonLaunchDescriptionSource(os.path.join(share, "launch", "record.launch.py")),
+                launch_arguments={"bag_dir": LaunchConfiguration("bag_dir")}.items(),
                 condition=IfCondition(LaunchConfiguration("record")),
             ),
         ]

@@ -1,14 +1,23 @@
 #!/usr/bin/env bash
 # Installs the Debian/Ubuntu packages the tests drive for real: a PulseAudio server with
 # no hardware (null sinks, a virtual microphone) reached through PortAudio's ALSA `pulse`
-# device. Idempotent: does nothing when every package is already installed.
+# device; a C/C++ compiler, make and cmake, which build the package's messages with its
+# CMakeLists.txt; iproute2, which brings up loopback in the tests' private network
+# namespace; and, when VENV's Python has no C headers, that Python's -dev package.
+# Idempotent: does nothing when every package is already installed.
 #
-#   bash scripts/install_system_packages.sh
+#   bash scripts/install_system_packages.sh [VENV]
 #
 # Runs apt-get as root, or through sudo when it is available.
 set -euo pipefail
 
-PACKAGES=(libportaudio2 libasound2-plugins pulseaudio pulseaudio-utils)
+PACKAGES=(libportaudio2 libasound2-plugins pulseaudio pulseaudio-utils build-essential cmake iproute2)
+if [ "$#" -ge 1 ] && [ -x "$1/bin/python" ]; then
+    include=$("$1/bin/python" -c 'import sysconfig; print(sysconfig.get_paths()["include"])')
+    if [ ! -f "$include/Python.h" ]; then
+        PACKAGES+=("$("$1/bin/python" -c 'import sys; print(f"python{sys.version_info[0]}.{sys.version_info[1]}-dev")')")
+    fi
+fi
 
 missing=()
 for pkg in "${PACKAGES[@]}"; do

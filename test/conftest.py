@@ -78,3 +78,16 @@ def _read_session(out: Path) -> dict[str, Any]:
 def read_session() -> Callable[[Path], dict[str, Any]]:
     """The function that reads a session directory back (see ``_read_session``)."""
     return _read_session
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """Under ``MOSHIFACE_REQUIRE_ROS=1`` (``make test``, after it installed and built ROS) a run
+    that cannot import rclpy and the generated messages stops at once, saying why, instead of
+    skipping every ROS test."""
+    if os.environ.get("MOSHIFACE_REQUIRE_ROS") != "1":
+        return
+    from ros_harness import missing_ros
+
+    problem = missing_ros()
+    if problem is not None:
+        raise pytest.UsageError(f"MOSHIFACE_REQUIRE_ROS=1 but {problem}")

@@ -440,3 +440,81 @@ def test_launch_node_name_matches_parameter_file():
         for kw in node.keywords if kw.arg == "name"
     }
     assert names == set(yaml.safe_load(PARAMS_FILE.read_text()))
+
+
+# --------------------------------------------------------------------------- the whole robot, recording, ROS install
+
+ROBOT_LAUNCH = ROOT / "launch" / "robot.launch.py"
+ROBOT_ARGUMENTS = {"model", "device", "head", "camera", "flame_model", "teeth", "input_device", "output_device",
+                   "echo_cancellation", "livelink", "livelink_host", "livelink_port", "presentation_delay_ms",
+                   "record", "bag_dir"}
+
+
+def _robot_arguments() -> dict[str, str | None]:
+    """name -> default of robot.launch.py's ARGUMENTS table (None: computed at launch time)."""
+    tree = ast.parse(ROBOT_LAUNCH.read_text())
+    (table,) = [n.value for n in tree.body if isinstance(n, ast.Assign)
+                and any(getattr(t, "id", None) == "ARGUMENTS" for t in n.targets)]
+    rows = {}
+    for row in table.elts:
+        name, default = row.elts[0], row.elts[1]
+        rows[ast.literal_eval(name)] = ast.literal_eval(default) if isinstance(default, ast.Constant) else default
+    return rows
+
+
+def test_every_launch_file_compiles(tmp_path):
+    for path in sorted((ROOT / "launch").glob("*.launch.py")):
+        py_compile.compile(str(path), cfile=str(tmp_path / (path.name + "c")), doraise=True)
+        tree = ast.parse(path.read_text())
+        assert any(isinstance(n, ast.FunctionDef) and n.name == "generate_launch_description" for n in tree.body), path
+
+
+def test_robot_launch_arguments_and_nodes(cmake):
+    from moshiface_ros.constants import PRESENTATION_DELAY_MS
+
+    rows = _robot_arguments()
+    assert set(rows) == ROBOT_ARGUMENTS
+    assert rows["model"] == "tiny" and rows["record"] == "false" and rows["livelink_port"] == "11111"
+    # one delay for every presenting node, from the shared constant (not a second literal)
+    assert not isinstance(rows["presentation_delay_ms"], str)
+    assert "PRESENTATION_DELAY_MS" in ast.unparse(rows["presentation_delay_ms"]) and PRESENTATION_DELAY_MS == 300.0
+
+    text = ROBOT_LAUNCH.read_text()
+    started = set(re.findall(r'_node\(share, "(\w+)", "(\w+\.yaml)"', text))
+    assert {node for node, _ in started} == {"audio_capture", "face_tracker", "moshiface_node", "audio_playback",
+                                              "retarget"}
+    for node, config in started:
+        assert node in NODE_CONFIG_FILES[config], (node, config)
+    installed = {Path(f).name for files, _ in _installs(cmake, "PROGRAMS") for f in files}
+    assert {node for node, _ in started} | {"recorder"} <= installed
+
+
+def test_recording_is_one_launch_file_included_by_the_others():
+    """moshiface.launch.py and robot.launch.py record through record.launch.py, which
+    records the recorder node's topic list, and nothing names a topic no node publishes."""
+    for name in ("moshiface.launch.py", "robot.launch.py"):
+        text = (ROOT / "launch" / name).read_text()
+        assert '"record.launch.py"' in text and "IfCondition(LaunchConfiguration(\"record\"))" in text, name
+        tree = ast.parse(text)
+        strings = [n.value for n in ast.walk(tree) if isinstance(n, ast.Constant) and isinstance(n.value, str)
+                   and n.value != ast.get_docstring(tree, clean=False)]
+        assert not [s for s in strings if s.startswith("/moshiface/") or s == "bag"], name
+    record = (ROOT / "launch" / "record.launch.py").read_text()
+    assert "from moshiface_ros.nodes.recorder import RECORDED_TOPICS" in record
+    assert '"ros2", "bag", "record", "-s", "mcap"' in record
+
+
+def test_ros_requirements_are_pinned():
+    lines = [ln.split("#")[0].strip() for ln in (ROOT / "requirements" / "ros.txt").read_text().splitlines()]
+    ros = [ln for ln in lines if ln.startswith("ros-jazzy-")]
+    assert len(ros) >= 15
+    assert all(re.fullmatch(r"ros-jazzy-[a-z0-9-]+(\[\w+\])?==[\d.]+", ln) for ln in ros), ros
+    assert "ros-jazzy-rclpy[fastrtps]==7.1.6" in ros
+    assert any(ln.startswith("numpy") and "<2" in ln for ln in lines)
+
+
+def test_fast_dds_profile_is_installed_with_the_config():
+    assert (ROOT / "config" / "fastdds_localhost.xml").is_file()
+    setup = (ROOT / "scripts" / "ros_env.sh").read_text()
+    assert "share/moshiface_ros/config/fastdds_localhost.xml" in setup
+    assert "ROS_AUTOMATIC_DISCOVERY_RANGE=LOCALHOST" in setup and "RMW_IMPLEMENTATION=rmw_fastrtps_cpp" in setup
