@@ -168,7 +168,8 @@ def test_end_to_end_latency_through_dds(ros):
                                                           sequence=k), factory))
         while time.perf_counter() < due:
             executor.spin_once(timeout_sec=max(0.0, due - time.perf_counter()))
-    spin_until(executor, lambda: len(received) >= 50, 20.0)
+    # a step's face frames are published right after its audio: wait for both
+    spin_until(executor, lambda: len(received) >= 50 and len(faces) >= 100, 20.0)
     latency = np.array([received[k] - sent[k] for k in range(50)]) * 1000
     p50, p95 = np.percentile(latency, [50, 95])
     rate = 2.0 / np.median(np.diff(faces[10::2]))  # two frames per step, sent together

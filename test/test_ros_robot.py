@@ -231,9 +231,10 @@ def test_whole_robot_without_hardware(pulse, tmp_path):
     for node in (*NODES, "recorder"):
         assert re.search(rf"\[{node}-\d+\]: process has finished cleanly", output), (node, output[-8000:])
 
-    # Through a sound server, on two busy cores, a few chunks arrive after their time; a muted
-    # robot (a presentation delay too short for the chain: nearly every chunk late) must fail.
-    assert received >= 60 and played >= 0.7 * received and 0 <= late <= 0.25 * received, monitor.playback
+    # Through a sound server on two cores, a few chunks arrive after their time when the machine is
+    # quiet (0-16 of ~160 here) and many more under load; a muted robot (a presentation delay too
+    # short for the chain: 195 of 197 chunks late at 200 ms) must fail.
+    assert received >= 60 and played >= 0.5 * received and 0 <= late <= 0.45 * received, monitor.playback
     assert rms > 1e-3, "the speaker stayed silent"
     assert 23.0 <= seen["face_rate"] <= 27.0
     assert len(listener.packets) >= 50

@@ -85,7 +85,7 @@ def test_publishes_tracked_faces_at_25_fps(tmp_path):
     assert 22.0 <= rate <= 28.0
     present = [f for f in faces if f.face_present]
     assert len(present) > 0.7 * len(faces)
-    assert present[-1].vertices.shape == (5023, 3) and present[-1].frame_id == "user_camera"
+    assert present[-1].vertices.shape == (5143, 3) and present[-1].frame_id == "user_camera"  # VHAP teeth by default
     assert any(b.width > 50 for b in boxes)
 
 
