@@ -27,6 +27,7 @@ import numpy as np
 import yaml
 
 from .errors import MoshifaceError
+from .yamlio import load_file
 from .fileio import atomic_write_text
 
 # The file the package ships (empty until generated from the user's FLAME_masks.pkl).
@@ -68,12 +69,7 @@ def _index_set(name: str, indices: object, vertices: int) -> np.ndarray:
 def load_regions(path: Path | str = DEFAULT_REGIONS_FILE) -> Regions:
     """Reads a regions YAML file; every problem is one ``MoshifaceError`` naming the file."""
     path = Path(path)
-    try:
-        data = yaml.safe_load(path.read_text())
-    except OSError as exc:
-        raise MoshifaceError(f"cannot read the regions file {path}: {exc.strerror or exc}") from exc
-    except yaml.YAMLError as exc:
-        raise MoshifaceError(f"{path} is not valid YAML: {str(exc).splitlines()[0]}") from exc
+    data = load_file(path, "regions file")
     if not isinstance(data, Mapping) or not isinstance(data.get("vertices"), int):
         raise MoshifaceError(f"{path} must be a mapping with an integer 'vertices' field")
     regions = data.get("regions") or {}

@@ -10,6 +10,12 @@ step clock. The robot's 8 face tokens from the model are decoded into two frames
 playback and retargeting present voice and face together. While the model warms up (no
 tokens yet) the robot shows its neutral face.
 
+The buffer of user frames is bounded in time and size: at each step every frame older
+than the step is dropped, wherever it sits in the buffer (one frame stamped in the future
+must not hold back the cleanup of the ones behind it), and at most ``MAX_USER_FRAMES`` are
+kept (past that, the frame stamped furthest ahead goes: the next steps need the earliest), so a camera faster than 25 fps or a burst of frames costs
+bounded memory and bounded work per step.
+
 Streaming needs the causal codec (``--config paper-causal`` when training). The codec's
 streaming state belongs to this object; gradients are switched off around each step's
 work only, so the thread that owns a ``FacePath`` can still train or evaluate with autograd.
@@ -25,6 +31,7 @@ import torch
 
 from ..errors import MoshifaceError
 from ..constants import FACE_FRAME_NS, STEP_NS, VHAP_VERTICES
+from ..messages.checks import MAX_VERTEX_M
 from ..messages.types import FaceFrame, FaceTokens
 from .config import config_from_name
 from .model import FaceCodec
@@ -51,6 +58,9 @@ def load_face_codec(spec: str, device: str | torch.device = "cpu") -> FaceCodec:
         raise MoshifaceError(f"codec {spec} is non-causal (the paper's): the live pipeline streams, so it needs "
                              "a causal codec (train one with --config paper-causal)")
     return codec.to(device)
+
+
+MAX_USER_FRAMES = 64  # 2.56 s of 25 fps frames
 
 
 class FacePath:
@@ -92,7 +102,13 @@ class FacePath:
                 raise ValueError("user face frames must be displacements from the user's neutral face")
             if not np.isfinite(frame.vertices).all():
                 raise ValueError("a user face frame contains NaN or infinite values")
+            if frame.vertices.size and float(np.abs(frame.vertices).max()) > MAX_VERTEX_M:
+                raise ValueError(f"a user face frame moves a vertex by more than {MAX_VERTEX_M:g} m")
+        if frame.stamp_ns < 0:
+            raise ValueError(f"a user face frame has a negative stamp ({frame.stamp_ns} ns)")
         self._frames.append(frame)
+        if len(self._frames) > MAX_USER_FRAMES:  # the frame furthest ahead is the one least needed
+            self._frames.remove(max(self._frames, key=lambda f: f.stamp_ns))
 
     def _nearest(self, slot_ns: int) -> FaceFrame | None:
         best = min(self._frames, key=lambda f: abs(f.stamp_ns - slot_ns), default=None)
@@ -104,8 +120,9 @@ class FacePath:
     def user_tokens(self, step: int, stamp_ns: int) -> FaceTokens | None:
         """The user's tokens for the step starting at ``stamp_ns``, or None (no face)."""
         slots = [self._nearest(stamp_ns + k * FACE_FRAME_NS) for k in range(self.codec.config.downsample)]
-        while self._frames and self._frames[0].stamp_ns < stamp_ns + STEP_NS - FACE_FRAME_NS:
-            self._frames.popleft()
+        oldest_kept = stamp_ns + STEP_NS - FACE_FRAME_NS
+        if any(f.stamp_ns < oldest_kept for f in self._frames):
+            self._frames = deque(f for f in self._frames if f.stamp_ns >= oldest_kept)
         if any(frame is None for frame in slots):
             self.codec.encode_step(self._neutral_step)
             return None

@@ -1,7 +1,8 @@
 """Training the face codec: AdamW, validation every epoch, checkpoints, resume, loss plot.
 
 The output directory is a codec checkpoint (``checkpoint.py``) after every epoch, plus
-``train_state.pt`` (optimizer, epoch, random state: what ``resume`` needs),
+``train_state.pt`` (optimizer, epoch, random state: what ``resume`` needs; tensors and
+plain values only, read back with ``weights_only=True`` so a tampered file runs nothing),
 ``history.json`` (per-epoch losses and validation metrics) and ``loss.png``.
 """
 
@@ -18,7 +19,7 @@ from tqdm import tqdm
 
 from ..errors import MoshifaceError
 from ..fileio import atomic_path, atomic_write_text
-from .checkpoint import WEIGHTS_FILE, load_codec, save_codec
+from .checkpoint import WEIGHTS_FILE, load_codec, load_train_state, save_codec
 from .config import config_from_name
 from .data import FaceDataset, Windows
 from .evaluate import evaluate_codec
@@ -69,7 +70,7 @@ def _start(out: Path, config: str, dataset: FaceDataset, windows: Windows, optio
         if codec.config.vertices != dataset.vertices:
             raise MoshifaceError(f"--resume: {out} was trained on {codec.config.vertices} vertices, "
                                  f"the data has {dataset.vertices}")
-        return codec.train(), torch.load(out / STATE_FILE, map_location="cpu", weights_only=False)
+        return codec.train(), load_train_state(out / STATE_FILE)
     if has_checkpoint:
         raise MoshifaceError(f"{out} already holds a codec checkpoint: --resume to continue it, or another --out")
     codec = FaceCodec(config_from_name(config, vertices=dataset.vertices)).to(options.device)

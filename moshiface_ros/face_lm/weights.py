@@ -121,7 +121,7 @@ def read_face_section(directory: Path) -> dict[str, Any] | None:
         return None
     try:
         config = json.loads(path.read_text())
-    except (OSError, json.JSONDecodeError) as exc:
+    except (OSError, ValueError, RecursionError) as exc:  # ValueError: JSON and its number limits
         raise MoshifaceError(f"{path} is not readable JSON: {_first_line(exc)}") from exc
     section = config.get(FACE_SECTION) if isinstance(config, dict) else None
     if section is None:

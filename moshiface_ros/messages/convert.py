@@ -6,6 +6,10 @@ its library constructs messages and numeric arrays, and reading one only uses at
 access, which both libraries' message classes share. The tests check these functions
 against classes that rosbags generates from our own ``msg/*.msg`` files, so a field
 renamed in a definition breaks a test rather than a robot.
+
+Every ``*_from_msg`` checks what it reads and every ``*_to_msg`` what it writes
+(``checks.py``): a message no consumer could use is one ``ValueError`` naming the field,
+and nothing non-finite or out of range is ever published.
 """
 
 from __future__ import annotations
@@ -14,6 +18,18 @@ from typing import Any, Callable, Protocol
 
 import numpy as np
 
+from .checks import (
+    MAX_SAMPLE_ABS,
+    MAX_BLENDSHAPES,
+    MAX_VERTEX_M,
+    MAX_VERTICES,
+    bounded_floats,
+    check_audio_format,
+    check_blendshapes,
+    check_parameters,
+    check_stamp,
+    check_tokens,
+)
 from .types import (
     NS_PER_S,
     PARAMETER_FIELDS,
@@ -56,15 +72,25 @@ def header(factory: MessageFactory, stamp_ns: int, frame_id: str) -> Any:
     return factory.new(HEADER_TYPE, stamp=stamp, frame_id=frame_id)
 
 
-def stamp_ns(msg: Any) -> int:
-    """Nanoseconds of a message's ``header.stamp``."""
-    return int(msg.header.stamp.sec) * NS_PER_S + int(msg.header.stamp.nanosec)
+def stamp_ns(msg: Any, type_name: str = "message") -> int:
+    """Nanoseconds of a message's ``header.stamp`` (negative or ``nanosec >= 1e9`` refused)."""
+    return check_stamp(msg.header.stamp.sec, msg.header.stamp.nanosec, type_name)
 
 
-def _floats(values: Any, field: str, type_name: str) -> np.ndarray:
-    array = np.asarray(values, dtype=np.float32).reshape(-1)
-    if not np.all(np.isfinite(array)):
-        raise ValueError(f"{type_name}.{field} contains NaN or infinite values")
+def _audio_samples(samples: Any, sample_rate: Any, channels: Any, type_name: str = "AudioChunk") -> np.ndarray:
+    """Checked samples as a 1-D float32 array (format first, so the size is bounded)."""
+    size = int(np.size(samples))
+    check_audio_format(sample_rate, channels, size // max(int(channels), 1), type_name)
+    array = bounded_floats(samples, "samples", type_name, MAX_SAMPLE_ABS)
+    if array.size % int(channels):
+        raise ValueError(f"{type_name}.samples has {array.size} values, not a multiple of {channels} channels")
+    return array
+
+
+def _vertices(values: Any, type_name: str = "FaceFrame") -> np.ndarray:
+    array = bounded_floats(values, "vertices", type_name, MAX_VERTEX_M, max_size=3 * MAX_VERTICES)
+    if array.size % 3:
+        raise ValueError(f"{type_name}.vertices has {array.size} values, not V x 3")
     return array
 
 
@@ -72,32 +98,25 @@ def _floats(values: Any, field: str, type_name: str) -> np.ndarray:
 
 
 def audio_chunk_to_msg(chunk: AudioChunk, factory: MessageFactory) -> Any:
+    samples = _audio_samples(chunk.samples, chunk.sample_rate, chunk.channels)
     return factory.new(
         MSG_TYPES[AudioChunk],
         header=header(factory, chunk.stamp_ns, chunk.frame_id),
         sample_rate=int(chunk.sample_rate),
         channels=int(chunk.channels),
         sequence=int(chunk.sequence),
-        samples=factory.array(np.ascontiguousarray(chunk.samples, np.float32).reshape(-1)),
+        samples=factory.array(np.ascontiguousarray(samples)),
     )
 
 
 def audio_chunk_from_msg(msg: Any) -> AudioChunk:
     """Raises ValueError, naming the field, for a chunk no consumer could play."""
-    if msg.sample_rate <= 0:
-        raise ValueError(f"AudioChunk.sample_rate must be positive, got {msg.sample_rate}")
-    if msg.channels < 1:
-        raise ValueError(f"AudioChunk.channels must be at least 1, got {msg.channels}")
-    samples = _floats(msg.samples, "samples", "AudioChunk")
-    if samples.size % msg.channels:
-        raise ValueError(
-            f"AudioChunk.samples has {samples.size} values, not a multiple of "
-            f"{msg.channels} channels"
-        )
+    stamp = stamp_ns(msg, "AudioChunk")
+    samples = _audio_samples(msg.samples, msg.sample_rate, msg.channels)
     if msg.channels > 1:
         samples = samples.reshape(-1, msg.channels)
     return AudioChunk(
-        stamp_ns=stamp_ns(msg),
+        stamp_ns=stamp,
         sample_rate=int(msg.sample_rate),
         samples=samples,
         channels=int(msg.channels),
@@ -121,7 +140,7 @@ def dialogue_text_to_msg(text: DialogueText, factory: MessageFactory) -> Any:
 
 def dialogue_text_from_msg(msg: Any) -> DialogueText:
     return DialogueText(
-        stamp_ns=stamp_ns(msg),
+        stamp_ns=stamp_ns(msg, "DialogueText"),
         step=int(msg.step),
         token_id=int(msg.token_id),
         piece=str(msg.piece),
@@ -133,24 +152,32 @@ def dialogue_text_from_msg(msg: Any) -> DialogueText:
 
 
 def face_frame_to_msg(frame: FaceFrame, factory: MessageFactory) -> Any:
-    params = {name: factory.array(getattr(frame, name)) for name in PARAMETER_FIELDS}
+    vertices = _vertices(frame.vertices)
+    values = {name: np.asarray(getattr(frame, name), np.float32).reshape(-1) for name in PARAMETER_FIELDS}
+    check_parameters(values)
+    params = {name: factory.array(value) for name, value in values.items()}
     return factory.new(
         MSG_TYPES[FaceFrame],
         header=header(factory, frame.stamp_ns, frame.frame_id),
         face_present=bool(frame.face_present),
         is_displacement=bool(frame.is_displacement),
-        vertices=factory.array(np.ascontiguousarray(frame.vertices, np.float32).reshape(-1)),
+        vertices=factory.array(np.ascontiguousarray(vertices)),
         **params,
     )
 
 
 def face_frame_from_msg(msg: Any) -> FaceFrame:
-    vertices = _floats(msg.vertices, "vertices", "FaceFrame")
-    if vertices.size % 3:
-        raise ValueError(f"FaceFrame.vertices has {vertices.size} values, not V x 3")
-    params = {name: _floats(getattr(msg, name), name, "FaceFrame") for name in PARAMETER_FIELDS}
+    stamp = stamp_ns(msg, "FaceFrame")
+    vertices = _vertices(msg.vertices)
+    params = {name: np.asarray(getattr(msg, name)) for name in PARAMETER_FIELDS}
+    for name, value in params.items():
+        if value.size > 400:
+            raise ValueError(f"FaceFrame.{name} has {value.size} values, far more than FLAME has")
+        with np.errstate(over="ignore", invalid="ignore"):
+            params[name] = value.astype(np.float32).reshape(-1)
+    check_parameters(params)
     return FaceFrame(
-        stamp_ns=stamp_ns(msg),
+        stamp_ns=stamp,
         vertices=vertices.reshape(-1, 3),
         face_present=bool(msg.face_present),
         is_displacement=bool(msg.is_displacement),
@@ -167,15 +194,16 @@ def face_tokens_to_msg(tokens: FaceTokens, factory: MessageFactory) -> Any:
         MSG_TYPES[FaceTokens],
         header=header(factory, tokens.stamp_ns, tokens.frame_id),
         step=int(tokens.step),
-        tokens=factory.array(np.ascontiguousarray(tokens.tokens, np.uint16)),
+        tokens=factory.array(np.ascontiguousarray(check_tokens(tokens.tokens))),
     )
 
 
 def face_tokens_from_msg(msg: Any) -> FaceTokens:
+    stamp = stamp_ns(msg, "FaceTokens")
     return FaceTokens(
-        stamp_ns=stamp_ns(msg),
+        stamp_ns=stamp,
         step=int(msg.step),
-        tokens=np.asarray(msg.tokens, dtype=np.uint16),
+        tokens=check_tokens(msg.tokens),
         frame_id=str(msg.header.frame_id),
     )
 
@@ -184,10 +212,7 @@ def face_tokens_from_msg(msg: Any) -> FaceTokens:
 
 
 def blendshape_weights_to_msg(weights: BlendshapeWeights, factory: MessageFactory) -> Any:
-    if len(weights.names) != weights.weights.size:
-        raise ValueError(
-            f"BlendshapeWeights has {len(weights.names)} names but {weights.weights.size} weights"
-        )
+    check_blendshapes([str(n) for n in weights.names], np.asarray(weights.weights, np.float32).reshape(-1))
     return factory.new(
         MSG_TYPES[BlendshapeWeights],
         header=header(factory, weights.stamp_ns, weights.frame_id),
@@ -197,14 +222,13 @@ def blendshape_weights_to_msg(weights: BlendshapeWeights, factory: MessageFactor
 
 
 def blendshape_weights_from_msg(msg: Any) -> BlendshapeWeights:
-    names = [str(name) for name in msg.names]
-    values = _floats(msg.weights, "weights", "BlendshapeWeights")
-    if len(names) != values.size:
-        raise ValueError(
-            f"BlendshapeWeights has {len(names)} names but {values.size} weights"
-        )
+    stamp = stamp_ns(msg, "BlendshapeWeights")
+    names = [str(name) for name in msg.names[:MAX_BLENDSHAPES + 1]]
+    with np.errstate(over="ignore", invalid="ignore"):
+        values = np.asarray(msg.weights).astype(np.float32).reshape(-1)
+    check_blendshapes(names, values)
     return BlendshapeWeights(
-        stamp_ns=stamp_ns(msg), names=names, weights=values, frame_id=str(msg.header.frame_id)
+        stamp_ns=stamp, names=names, weights=values, frame_id=str(msg.header.frame_id)
     )
 
 

@@ -133,6 +133,9 @@ class MoshifaceNode(Releasable, Node):
                 raise  # a bug, not ROS going down under us (Ctrl-C)
 
     def _report(self) -> None:
+        if self._stepper.unsequenced:  # the core noticed a publisher that does not number its chunks
+            self._warn_once("sequence", f"user audio on {USER_AUDIO} repeats its sequence numbers: "
+                            "treated as one continuous stream (gaps cannot be detected)")
         status = self.monitor.status(f"{self.get_name()}: model", self.description)
         now = self.get_clock().now().nanoseconds
         self._diagnostics.publish(diagnostic_array_to_msg([status], now, self._factory))

@@ -10,9 +10,12 @@ whatever arrives (NaN, infinities, huge jumps, time going backwards, long gaps):
 * ``|position change| <= max_velocity * dt``;
 * ``|velocity change| <= max_acceleration * dt`` (velocity = position change / dt);
 
-where ``dt`` is the time between the face frames the commands belong to (capped at
-``max_dt`` so a gap in the input never licenses a jump; a stamp less than 1 ms after the
-previous one moves nothing). The limiter plans its braking:
+where ``dt`` is the time between the face frames the commands belong to (a stamp less
+than 1 ms after the previous one moves nothing). A gap longer than ``max_dt`` (a face
+dropout) does not license a jump, and the actuator does not resume at its old speed: the
+hardware held the last command through the gap, so the first command after it holds the
+position too and the motion restarts from rest, accelerating within the limit on the real
+timestamps whatever their spacing. The limiter plans its braking:
 it only accepts a velocity from which it can still stop, under the acceleration limit,
 before the position limits and before the target, so it neither overshoots nor has to
 be clipped at a limit (which would be an infinite deceleration).
@@ -131,7 +134,10 @@ class ActuatorBank:
             dt = (int(stamp_ns) - self._last_stamp) * NS
             if dt < self.min_dt_s:
                 return self.position.copy()
-            dt = min(dt, self.max_dt_s)
+            if dt > self.max_dt_s:  # a gap: the actuator stood at its last command; restart from rest
+                self._last_stamp = int(stamp_ns)
+                self.velocity = np.zeros_like(self.velocity)
+                return self.position.copy()
         self._last_stamp = int(stamp_ns)
         return self._step(dt)
 

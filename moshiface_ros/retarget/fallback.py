@@ -8,6 +8,10 @@ centroid: "ee", "s") stretches the lips and opens the jaw less, a dark one ("oo"
 rounds them. It runs on the robot's own audio frames, at the face frame rate (25 fps),
 stamped like face frames: the stamp of each 40 ms window's first sample, so its output
 is presented exactly like the face model's would be.
+
+A chunk at a rate outside the supported 8-192 kHz (below 25 Hz a 40 ms window would hold
+no sample at all) or longer than 10 s is counted as bad and skipped, so no chunk can make
+one call loop without end or do unbounded work.
 """
 
 from __future__ import annotations
@@ -16,6 +20,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from ..messages.checks import check_audio_format
 from ..messages.types import NS_PER_S, AudioChunk
 from ..timing import FACE_FRAME_NS
 
@@ -59,7 +64,9 @@ class SpeechFallback:
             self.bad_chunks += 1
             samples = np.where(np.isfinite(samples), samples, 0.0).astype(np.float32)
         rate = int(chunk.sample_rate)
-        if rate <= 0:
+        try:
+            check_audio_format(rate, 1, samples.shape[0])
+        except ValueError:
             self.bad_chunks += 1
             return []
         expected = self._stamp + self._buffer.size * NS_PER_S // max(self._rate, 1)

@@ -268,16 +268,26 @@ class FeatureExtractor:
                       eye_pose: np.ndarray | None = None) -> np.ndarray:
         """Features from an already un-rotated displacement and the rotation removed."""
         linear = self._rows @ np.asarray(local, np.float32).reshape(-1)
-        if global_pose is not None and np.size(global_pose) == 3:
-            r = rodrigues(global_pose)
-        angles = list(euler_from_matrix(r))
+        if _usable(global_pose, 3):
+            r = rodrigues(np.asarray(global_pose, np.float64))
+        angles = np.array(euler_from_matrix(r), np.float64)
         eyes = np.zeros(4)
-        if eye_pose is not None and np.size(eye_pose) == 6:
+        if _usable(eye_pose, 6):  # a non-finite pose counts as not sent: no NaN reaches a weight
             pose = np.asarray(eye_pose, np.float64).reshape(2, 3)
             for i in range(2):
                 yaw, pitch, _ = euler_from_matrix(rodrigues(pose[i]))
                 eyes[2 * i: 2 * i + 2] = yaw, pitch
-        return np.concatenate([linear.astype(np.float64), angles, eyes])
+        features = np.concatenate([linear.astype(np.float64), angles, eyes])
+        return np.where(np.isfinite(features), features, 0.0)
+
+
+def _usable(pose: np.ndarray | None, size: int) -> bool:
+    """A pose vector of the expected size whose values are all finite and bounded (a
+    rotation vector beyond 1,000 rad is no pose)."""
+    if pose is None or np.size(pose) != size:
+        return False
+    values = np.asarray(pose, np.float64)
+    return bool(np.isfinite(values).all() and np.abs(values).max() <= 1e3)
 
 
 class FeatureMapping:

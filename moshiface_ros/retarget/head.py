@@ -34,9 +34,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from ..errors import MoshifaceError
+from ..yamlio import describe, load_file
 from .actuators import ActuatorSpec
 from .arkit import ARKIT_52
 from .fallback import FALLBACK_NAMES, FallbackConfig
@@ -91,9 +90,10 @@ class _Fields:
         self.data = data
         for key in data:
             if key not in allowed:
-                close = difflib.get_close_matches(str(key), sorted(allowed), n=1)
+                key = key if isinstance(key, str) else describe(key)
+                close = difflib.get_close_matches(key, sorted(allowed), n=1)
                 hint = f" (did you mean {close[0]!r}?)" if close else f" (allowed: {', '.join(sorted(allowed))})"
-                self.fail(str(key), f"unknown field{hint}")
+                self.fail(key, f"unknown field{hint}")
 
     def name(self, key: str) -> str:
         return f"{self.where}.{key}" if self.where else key
@@ -113,23 +113,23 @@ class _Fields:
     def number(self, key: str, default: float | None = None, positive: bool = False, minimum: float | None = None) -> float:
         value = self.data.get(key, default) if default is not None else self.required(key)
         if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
-            self.fail(key, f"must be a finite number, got {value!r}")
+            self.fail(key, f"must be a finite number, got {describe(value)}")
         if positive and value <= 0:
-            self.fail(key, f"must be positive, got {value!r}")
+            self.fail(key, f"must be positive, got {describe(value)}")
         if minimum is not None and value < minimum:
-            self.fail(key, f"must be at least {minimum:g}, got {value!r}")
+            self.fail(key, f"must be at least {minimum:g}, got {describe(value)}")
         return float(value)
 
     def string(self, key: str, default: str | None = None) -> str:
         value = self.data.get(key, default) if default is not None else self.required(key)
         if not isinstance(value, str) or not value.strip():
-            self.fail(key, f"must be a non-empty string, got {value!r}")
+            self.fail(key, f"must be a non-empty string, got {describe(value)}")
         return value
 
     def boolean(self, key: str, default: bool) -> bool:
         value = self.data.get(key, default)
         if not isinstance(value, bool):
-            self.fail(key, f"must be true or false, got {value!r}")
+            self.fail(key, f"must be true or false, got {describe(value)}")
         return value
 
     def path_value(self, key: str) -> Path | None:
@@ -137,7 +137,7 @@ class _Fields:
         if value is None:
             return None
         if not isinstance(value, str) or not value.strip():
-            self.fail(key, f"must be a file path, got {value!r}")
+            self.fail(key, f"must be a file path, got {describe(value)}")
         resolved = Path(value) if Path(value).is_absolute() else self.path.parent / value
         return resolved
 
@@ -148,14 +148,7 @@ class _Fields:
 def load_head(path: Path | str) -> HeadConfig:
     """Reads and checks a head file."""
     path = Path(path)
-    try:
-        data = yaml.safe_load(path.read_text())
-    except FileNotFoundError as exc:
-        raise MoshifaceError(f"head file {path} does not exist") from exc
-    except OSError as exc:
-        raise MoshifaceError(f"cannot read the head file {path}: {exc.strerror or exc}") from exc
-    except yaml.YAMLError as exc:
-        raise MoshifaceError(f"{path} is not valid YAML: {str(exc).splitlines()[0]}") from exc
+    data = load_file(path, "head file")
     return parse_head(data, path)
 
 
@@ -166,7 +159,7 @@ def parse_head(data: Any, path: Path) -> HeadConfig:
     shapes = top.mapping("blendshapes", {"source", "rig", "names", "solver", "features"})
     source = shapes.string("source", "features")
     if source not in ("features", "rig"):
-        shapes.fail("source", f"must be 'features' or 'rig', got {source!r}")
+        shapes.fail("source", f"must be 'features' or 'rig', got {describe(source)}")
     rig: Path | str | None = None
     if source == "rig":
         raw = shapes.required("rig")
@@ -191,7 +184,7 @@ def _topology(top: _Fields) -> Topology:
     if raw == SYNTHETIC:
         return Topology(True)
     if not isinstance(raw, Mapping):
-        top.fail("topology", f"must be 'synthetic' or a mapping with neutral and regions, got {raw!r}")
+        top.fail("topology", f"must be 'synthetic' or a mapping with neutral and regions, got {describe(raw)}")
     fields = top.mapping("topology", {"neutral", "regions"})
     return Topology(False, fields.path_value("neutral"), fields.path_value("regions"))
 
@@ -205,7 +198,7 @@ def _names(shapes: _Fields, source: str, rig: Path | str | None) -> list[str]:
     if raw == "arkit52":
         return list(ARKIT_52)
     if not isinstance(raw, list) or not raw or not all(isinstance(n, str) and n for n in raw):
-        shapes.fail("names", f"must be 'arkit52' or a list of blendshape names, got {raw!r}")
+        shapes.fail("names", f"must be 'arkit52' or a list of blendshape names, got {describe(raw)}")
     if len(set(raw)) != len(raw):
         shapes.fail("names", "has duplicate names")
     return list(raw)
@@ -244,10 +237,10 @@ def _features(fields: _Fields) -> FeatureConfig:
         where = f"ranges[{i}]"
         if not (isinstance(entry, list) and len(entry) == 4 and all(isinstance(e, str) for e in entry[:2])
                 and all(isinstance(e, (int, float)) and not isinstance(e, bool) and math.isfinite(e) for e in entry[2:])):
-            fields.fail(where, f"must be [feature, blendshape, value at 0, value at 1], got {entry!r}")
+            fields.fail(where, f"must be [feature, blendshape, value at 0, value at 1], got {describe(entry)}")
         feature, shape, at0, at1 = entry
         if feature not in FEATURE_NAMES:
-            fields.fail(where, f"unknown feature {feature!r} (features: {', '.join(FEATURE_NAMES)})")
+            fields.fail(where, f"unknown feature {describe(feature)} (features: {', '.join(FEATURE_NAMES)})")
         if at0 == at1:
             fields.fail(where, f"value at 0 and value at 1 are both {at0}: the range is empty")
         replaced[(feature, shape)] = (feature, shape, float(at0), float(at1))
@@ -284,7 +277,7 @@ def _actuators(top: _Fields, names: list[str]) -> list[ActuatorSpec]:
         a = _Fields(top.path, f"actuators[{i}]", entry, _ACTUATOR_KEYS)
         name = a.string("name")
         if name in seen:
-            a.fail("name", f"{name!r} is used by another actuator")
+            a.fail("name", f"{describe(name)} is used by another actuator")
         seen.add(name)
         spec = ActuatorSpec(
             name=name, units=a.string("units"), min=a.number("min"), neutral=a.number("neutral"),

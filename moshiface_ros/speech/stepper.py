@@ -13,10 +13,16 @@ tokens into two face frames with the step's stamp (see ``face_codec/stream.py``)
 A dropped chunk (a gap in ``sequence``) is replaced by silence of the same length, so the
 model's clock keeps pace with the wall clock; a stream that restarts (sequence going back)
 or changes rate or channel count starts a new framer anchored at the new chunk's stamp.
+A publisher that leaves ``sequence`` constant (0, say) is not restarting on every chunk:
+the first repeat is reported once (a log warning, ``unsequenced``) and from then on the
+stream is taken as continuous. A chunk outside the supported rates (8-192 kHz) or holding
+more than 10 s of sound is refused with a ``ValueError``, so one chunk never makes one
+call run an unbounded number of model steps.
 """
 
 from __future__ import annotations
 
+import logging
 import time
 from dataclasses import dataclass
 
@@ -25,12 +31,14 @@ import numpy as np
 from ..audio.framer import AudioFramer
 from ..face_codec.stream import FacePath
 from ..constants import FRAME_SIZE, NS_PER_S, SAMPLE_RATE, STEP_NS
+from ..messages.checks import check_audio_format
 from ..messages.types import AudioChunk, DialogueText, FaceFrame, FaceTokens
 from .engine import SpeechEngine
 
 __all__ = ["MAX_GAP_FILL_S", "STEP_NS", "AudioStepper", "StepRecord"]
 
 MAX_GAP_FILL_S = 2.0  # longer gaps are treated as a restart, not filled with silence
+_log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -57,6 +65,7 @@ class AudioStepper:
         self.user_frame_id = user_frame_id
         self.filled_chunks = 0  # chunks missing from the input, replaced by silence
         self.restarts = 0
+        self.unsequenced = False  # the publisher's sequence numbers stopped counting: ignored
         self._framer: AudioFramer | None = None
         self._format: tuple[int, int] | None = None
         self._last_sequence: int | None = None
@@ -98,7 +107,12 @@ class AudioStepper:
         self.close()
 
     def push(self, chunk: AudioChunk) -> list[StepRecord]:
-        """Takes one incoming chunk; returns the steps it completed (often 0 or 1)."""
+        """Takes one incoming chunk; returns the steps it completed (often 0 or 1). A chunk
+        at an unsupported rate or longer than 10 s is a ``ValueError`` naming the problem."""
+        check_audio_format(chunk.sample_rate, chunk.channels, chunk.frames)
+        if not np.isfinite(chunk.samples).all():
+            raise ValueError("AudioChunk.samples contains NaN or infinite values")
+        self._check_sequence(chunk)
         records: list[StepRecord] = []
         if self._needs_new_stream(chunk):
             records += self.flush()
@@ -120,9 +134,22 @@ class AudioStepper:
         self._last_sequence = None
         return records
 
+    def _check_sequence(self, chunk: AudioChunk) -> None:
+        """A repeated sequence number on a continuing stream means the publisher does not
+        number its chunks: warn once and stop reading gaps and restarts from it."""
+        if (not self.unsequenced and self._framer is not None and self._last_sequence is not None
+                and chunk.sequence == self._last_sequence
+                and self._format == (chunk.sample_rate, chunk.channels)):
+            self.unsequenced = True
+            _log.warning("user audio chunks repeat sequence number %d: the publisher does not number "
+                         "its chunks, so gaps and restarts cannot be detected; treating the stream as "
+                         "continuous", chunk.sequence)
+
     def _needs_new_stream(self, chunk: AudioChunk) -> bool:
         if self._framer is None or self._format != (chunk.sample_rate, chunk.channels):
             return True
+        if self.unsequenced:
+            return False
         if self._last_sequence is not None and chunk.sequence <= self._last_sequence:
             return True  # the publisher restarted
         missing_s = (chunk.sequence - self._last_sequence - 1) * chunk.frames / chunk.sample_rate
@@ -138,7 +165,7 @@ class AudioStepper:
 
     def _fill_gap(self, chunk: AudioChunk) -> list[StepRecord]:
         missing = chunk.sequence - self._last_sequence - 1
-        if missing <= 0:
+        if missing <= 0 or self.unsequenced:
             return []
         self.filled_chunks += missing
         silence = np.zeros((missing * chunk.frames, chunk.channels), np.float32)

@@ -18,6 +18,7 @@ from typing import Any
 
 import torch
 
+from ..face_codec.checkpoint import load_train_state
 from ..face_lm.config import FaceConfig
 from ..face_lm.weights import FACE_PREFIXES, WEIGHTS_NAME, load_face_weights, save_face_only
 from ..speech.models import SpeechModels, save_checkpoint_dir
@@ -110,7 +111,7 @@ def resume_from(checkpoint: Path, loaded: Loaded, optimizer: torch.optim.Optimiz
     """Restores the model, optimizer and random generators; returns (step, history)."""
     from safetensors.torch import load_file
 
-    extra = torch.load(checkpoint / "trainer.pt", map_location="cpu", weights_only=False)
+    extra = load_train_state(checkpoint / "trainer.pt")  # weights_only: a tampered file runs nothing
     if dist.sharded:
         import torch.distributed.checkpoint as dcp
         from torch.distributed.checkpoint.state_dict import get_state_dict, set_state_dict
