@@ -35,9 +35,16 @@ def _nan_wav(tmp: Path) -> Path:
     return path
 
 
+def _too_slow_wav(tmp: Path) -> Path:
+    path = tmp / "slow.wav"  # 1 s at 4 kHz: below the supported 8 kHz (it once made 100 steps a chunk)
+    scipy.io.wavfile.write(path, 4000, synthetic_speech(1.0, 4000))
+    return path
+
+
 BAD_INPUTS = {
     "missing file": (_missing, ["no-such-file.wav", "does not exist"]),
     "not audio": (_text_file, ["notes.wav", "not a WAV"]),
     "empty wav": (_empty_wav, ["empty.wav", "empty"]),
     "nan samples": (_nan_wav, ["nan.wav", "NaN"]),
+    "unsupported rate": (_too_slow_wav, ["slow.wav", "4000 Hz", "not supported"]),
 }

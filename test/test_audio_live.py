@@ -4,6 +4,7 @@ PulseAudio server; the echo canceller also on its own; the audio benchmark's smo
 
 from __future__ import annotations
 
+import dataclasses
 import re
 import subprocess
 import sys
@@ -287,3 +288,52 @@ def test_runner_live_session_through_the_sound_server(pulse, tmp_path, read_sess
     assert [m.sequence for m in user] == list(range(len(user)))
     assert summary["live"]["playback"]["played"] > 0
     assert np.abs(heard).max() > 1e-3  # the robot's voice reached the speaker
+
+
+def test_runner_live_duration_counts_from_the_first_chunk(pulse, tmp_path, monkeypatch):
+    """--duration 2 records 2 s of the microphone (it used to start the timer before the
+    stream, and record 0.8-1.1 s of it)."""
+    import torch
+
+    from moshiface_ros.runner.config import RunConfig
+    from moshiface_ros.runner.pipeline import run_session
+
+    torch.set_num_threads(1)
+    real_chunks = LiveAudio.chunks
+
+    def slow_start(self):
+        """A device whose first blocks come 1 s late (as an idle PulseAudio source's do)."""
+        opened, sequence = time.time_ns(), 0
+        for chunk in real_chunks(self):
+            if chunk.stamp_ns >= opened + NS_PER_S:
+                yield dataclasses.replace(chunk, sequence=sequence)
+                sequence += 1
+
+    monkeypatch.setattr(LiveAudio, "chunks", slow_start)
+    pulse.play("mic_feed", tone(440.0, 4.0, RATE), RATE)
+    summary = run_session(RunConfig(user_audio=None, out=tmp_path / "out", progress=False, live=True,
+                                    input_device="mic", output_device="speaker", duration_s=2.0))
+    assert 24 <= summary["steps"] <= 26, summary["steps"]  # 25 steps of 80 ms
+
+
+def test_runner_live_reports_late_drops_on_the_console(pulse, tmp_path, capfd):
+    """A presentation delay far below the time a step takes: the robot's audio is dropped as
+    late; the console says so while it runs (once, with a count) and gives the total at the end."""
+    import torch
+
+    from moshiface_ros.runner.config import RunConfig
+    from moshiface_ros.runner.pipeline import run_session
+
+    torch.set_num_threads(1)
+    pulse.play("mic_feed", tone(440.0, 2.0, RATE), RATE)
+    summary = run_session(RunConfig(user_audio=None, out=tmp_path / "out", progress=False, live=True,
+                                    input_device="mic", output_device="speaker", duration_s=1.5,
+                                    presentation_delay_ms=1.0))
+    late = summary["live"]["playback"]["late_drops"]
+    err = capfd.readouterr().err
+    first = [line for line in err.splitlines() if "dropped" in line and "so far" in line]
+    total = [line for line in err.splitlines() if line.startswith("moshiface: live: late drops:")]
+    assert late > 0
+    assert len(first) == 1 and "raise --presentation-delay-ms" in first[0], err
+    assert total == [f"moshiface: live: late drops: {late} in all (robot audio arrived after its play time "
+                     "and was dropped (raise --presentation-delay-ms))"], err

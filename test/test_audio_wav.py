@@ -12,7 +12,7 @@ import scipy.io.wavfile
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from moshiface_ros.audio.wav import WavWriter, read_wav, write_wav
+from moshiface_ros.audio.wav import WavSizeLimit, WavWriter, read_wav, repair_wav, write_wav
 from moshiface_ros.errors import MoshifaceError
 
 
@@ -277,3 +277,84 @@ def test_write_wav_stereo_and_refusal(tmp_path):
 def test_writer_rejects_bad_config(tmp_path, rate, channels):
     with pytest.raises(ValueError):
         WavWriter(tmp_path / "cfg.wav", rate, channels)
+
+
+# -- G.711 (mu-law, A-law), killed writers, the size limit ---------------------------------
+
+
+def _g711_wav(codes: np.ndarray, rate: int, tag: int, channels: int = 1) -> bytes:
+    """A WAV of G.711 codes as telephony tools write it (18-byte fmt, fact chunk)."""
+    fmt = struct.pack("<HHIIHHH", tag, channels, rate, rate * channels, channels, 8, 0)
+    data = codes.astype(np.uint8).tobytes()
+    body = (b"WAVE" + b"fmt " + struct.pack("<I", len(fmt)) + fmt + b"fact" + struct.pack("<I", 4)
+            + struct.pack("<I", len(codes) // channels) + b"data" + struct.pack("<I", len(data)) + data)
+    return b"RIFF" + struct.pack("<I", len(body)) + body
+
+
+def _mulaw_encode(x: np.ndarray) -> np.ndarray:
+    """G.711 mu-law by its definition (sign, biased magnitude, exponent, mantissa, inverted)."""
+    value = np.clip(np.round(x * 32768), -32635, 32635).astype(np.int32)
+    sign = np.where(value < 0, 0x80, 0)
+    magnitude = np.abs(value) + 0x84
+    exponent = np.floor(np.log2(magnitude)).astype(np.int32) - 7
+    mantissa = (magnitude >> (exponent + 3)) & 0x0F
+    return (~(sign | (exponent << 4) | mantissa)) & 0xFF
+
+
+@pytest.mark.parametrize("channels", [1, 2])
+def test_mulaw_wav_is_decoded(tmp_path, channels):
+    """A mu-law WAV used to be refused as "not a WAV file"; the decoded signal is the input
+    to within mu-law's quantisation (about 3 % of the value)."""
+    rate = 8000
+    signal = 0.5 * np.sin(2 * np.pi * 300 * np.arange(800) / rate)
+    codes = np.repeat(_mulaw_encode(signal), channels)
+    path = tmp_path / "mulaw.wav"
+    path.write_bytes(_g711_wav(codes, rate, 7, channels))
+    samples, got_rate = read_wav(path)
+    assert got_rate == rate and samples.shape == (800, channels) and samples.dtype == np.float32
+    np.testing.assert_allclose(samples[:, 0], signal, atol=0.02)
+    assert np.abs(samples[:, 0] - signal).max() > 0  # really quantised: this is the decoder's work
+
+
+def test_alaw_wav_known_codes(tmp_path):
+    """A-law codes from the G.711 tables: 0xD5 = +8, 0x55 = -8, 0xAA = +32256, 0x2A = -32256."""
+    path = tmp_path / "alaw.wav"
+    path.write_bytes(_g711_wav(np.array([0xD5, 0x55, 0xAA, 0x2A]), 8000, 6))
+    samples, _ = read_wav(path)
+    np.testing.assert_array_equal(samples[:, 0] * 32768, [8, -8, 32256, -32256])
+
+
+def test_g711_with_16_bits_is_refused_by_name(tmp_path):
+    path = tmp_path / "odd.wav"
+    data = bytearray(_g711_wav(np.zeros(10), 8000, 7))
+    data[34:36] = struct.pack("<H", 16)  # bits per sample
+    path.write_bytes(bytes(data))
+    with pytest.raises(MoshifaceError, match="mu-law WAV with 16 bits"):
+        read_wav(path)
+
+
+def test_synced_writer_leaves_a_readable_file_when_killed(tmp_path):
+    """With sync_frames, the file reads back up to the last size patch even if close never
+    runs (the process was killed); repair_wav recovers every whole frame after it."""
+    path = tmp_path / "robot.wav"
+    writer = WavWriter(path, 24000, sync_frames=24000)
+    for _ in range(20):  # 1.6 s in 80 ms blocks: one patch at 1.04 s
+        writer.write(np.full(1920, 0.25, np.float32))
+    # no close: as a SIGKILL leaves it (every block reached the OS)
+    rate, data = scipy.io.wavfile.read(path)
+    assert rate == 24000 and len(data) == 13 * 1920
+    with open(path, "ab") as file:
+        file.write(b"\x00\x00")  # half a frame, as a kill mid-write leaves
+    assert repair_wav(path) == 20 * 1920
+    samples, _ = read_wav(path)
+    assert samples.shape == (20 * 1920, 1) and np.all(samples == 0.25)
+
+
+def test_size_limit_is_its_own_error(tmp_path, monkeypatch):
+    from moshiface_ros.audio import wav
+
+    monkeypatch.setattr(wav, "_MAX_RIFF_SIZE", 50 + 100 * 4)
+    with WavWriter(tmp_path / "x.wav", 24000) as writer:
+        writer.write(np.zeros(100, np.float32))
+        with pytest.raises(WavSizeLimit, match="4 GiB WAV size limit"):
+            writer.write(np.zeros(1, np.float32))

@@ -122,3 +122,102 @@ def test_head_file_retargets_every_robot_face_frame_into_the_bag(face_session, t
     assert len(blendshapes) == len(actuators) == sum(summary["head"]["outputs"].values())
     assert {msgtype for _, msgtype, _ in bag["/moshiface/robot/actuators"]} == {"trajectory_msgs/msg/JointTrajectory"}
     assert all(len(m.joint_names) == 12 and np.isfinite(m.points[0].positions).all() for m in actuators)
+
+
+def test_face_frames_after_the_last_step_are_not_recorded(tmp_path, read_session):
+    """1 s of speech with 3 s of motion: only the frames of the 13 steps are fed and recorded
+    (the 2 s after them used to be recorded too)."""
+    write_wav(tmp_path / "user.wav", synthetic_speech(1.0, SAMPLE_RATE, seed=5), SAMPLE_RATE)
+    np.save(tmp_path / "face.npy", SyntheticFace(vertices=VHAP_VERTICES).motion(75, seed=5))
+    summary = run_session(RunConfig(user_audio=tmp_path / "user.wav", out=tmp_path / "out", progress=False,
+                                    user_face=tmp_path / "face.npy"))
+    frames = [m for _, _, m in read_session(tmp_path / "out")["bag"]["/moshiface/user/face"]]
+    end = summary["start_time_ns"] + summary["steps"] * STEP_NS
+    assert summary["steps"] == 13 and len(frames) == 26
+    assert max(_stamp(m) for m in frames) < end
+
+
+def test_user_face_is_memory_mapped_not_copied(tmp_path):
+    """A 37 MB float64 motion file: reading it allocates almost nothing (it used to load the
+    whole file and copy it to float32: 55 MB here, 2 GB for an hour of motion)."""
+    import tracemalloc
+
+    from moshiface_ros.runner.inputs import read_user_face, user_face_frames
+
+    path = tmp_path / "face.npy"
+    np.save(path, np.zeros((300, VHAP_VERTICES, 3), np.float64))
+    tracemalloc.start()
+    try:
+        motion = read_user_face(path)
+        first = next(user_face_frames(motion, 0))
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert isinstance(motion, np.memmap) and motion.shape == (300, VHAP_VERTICES, 3)
+    assert first.vertices.dtype == np.float32 and first.vertices.shape == (VHAP_VERTICES, 3)
+    assert peak < 4 * 2**20, peak
+
+
+@pytest.mark.parametrize("damage, words", [
+    (lambda data: b"PK\x03\x04" + data[4:], "not a .npy file"),
+    (lambda data: data[:-5000], "truncated"),
+    (lambda data: data[:10] + b"\0" * 40 + data[50:], "header is damaged"),
+])
+def test_corrupt_motion_file_says_what_is_wrong(tmp_path, damage, words):
+    """Not "Cannot load file containing pickled data when allow_pickle=False"."""
+    from moshiface_ros.runner.inputs import read_user_face
+
+    path = tmp_path / "face.npy"
+    np.save(path, np.zeros((10, VHAP_VERTICES, 3), np.float32))
+    path.write_bytes(damage(path.read_bytes()))
+    with pytest.raises(MoshifaceError) as info:
+        read_user_face(path)
+    message = str(info.value)
+    assert words in message and "\n" not in message and "pickled data" not in message, message
+
+
+def test_user_video_without_a_face_warns(tmp_path, capsys):
+    cv2 = pytest.importorskip("cv2")
+    writer = cv2.VideoWriter(str(tmp_path / "wall.avi"), cv2.VideoWriter_fourcc(*"MJPG"), 25.0, (320, 240))
+    for k in range(20):
+        writer.write(np.full((240, 320, 3), 90 + k, np.uint8))  # a blank wall: no face anywhere
+    writer.release()
+    write_wav(tmp_path / "user.wav", synthetic_speech(0.8, SAMPLE_RATE, seed=6), SAMPLE_RATE)
+    summary = run_session(RunConfig(user_audio=tmp_path / "user.wav", out=tmp_path / "out", progress=False,
+                                    user_video=tmp_path / "wall.avi"))
+    assert summary["face"]["user_steps_with_face"] == 0
+    assert len(summary["warnings"]) == 1 and "no user face was seen" in summary["warnings"][0]
+    from moshiface_ros.cli import _report
+
+    _report(summary, tmp_path / "out")
+    assert "warning: no user face was seen in the video" in capsys.readouterr().out
+
+
+def test_head_uses_the_presentation_delay_and_reports_readably(tmp_path, capsys):
+    """A 350 ms actuator needs a delay above 300 ms: --presentation-delay-ms 400 is what
+    the head is built with (it used to be built with the default and refuse)."""
+    source = Path(__file__).resolve().parents[1] / "config" / "heads" / "servo_head.yaml"
+    head = tmp_path / "slow_head.yaml"
+    text = source.read_text()
+    at = text.index("latency_ms:")
+    head.write_text(text[:at] + "latency_ms: 350.0" + text[text.index("\n", at):])
+    write_wav(tmp_path / "user.wav", synthetic_speech(0.5, SAMPLE_RATE, seed=7), SAMPLE_RATE)
+    with pytest.raises(MoshifaceError, match="presentation_delay_ms"):
+        run_session(RunConfig(user_audio=tmp_path / "user.wav", out=tmp_path / "refused", progress=False,
+                              head=head))
+    summary = run_session(RunConfig(user_audio=tmp_path / "user.wav", out=tmp_path / "out", progress=False,
+                                    head=head, presentation_delay_ms=400.0))
+    from moshiface_ros.cli import _report
+
+    _report(summary, tmp_path / "out")
+    line = next(line for line in capsys.readouterr().out.splitlines() if line.startswith("head:"))
+    assert "{" not in line and f"retargeted {summary['head']['outputs']['face']} face frames" in line, line
+
+
+def test_a_face_missing_for_two_seconds_is_said_once_while_it_runs(tmp_path, capsys):
+    write_wav(tmp_path / "user.wav", synthetic_speech(3.5, SAMPLE_RATE, seed=8), SAMPLE_RATE)
+    np.save(tmp_path / "face.npy", SyntheticFace(vertices=VHAP_VERTICES).motion(12, seed=8))  # 0.48 s
+    run_session(RunConfig(user_audio=tmp_path / "user.wav", out=tmp_path / "out", progress=False,
+                          user_face=tmp_path / "face.npy"))
+    lines = [line for line in capsys.readouterr().err.splitlines() if "no user face seen" in line]
+    assert len(lines) == 1 and lines[0].startswith("moshiface: no user face seen for 2 s"), lines

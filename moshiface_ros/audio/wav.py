@@ -8,12 +8,19 @@ no clipping decisions) while every common tool can still open it.
 
 ``WavWriter`` streams: a session recorder appends one 80 ms chunk at a time for hours, so
 the file must never be held in memory, and it must be a valid WAV whenever it is closed.
+With ``sync_frames`` it also patches the header's sizes every that many frames, so a
+process killed outright leaves a file that reads back up to the last patch, and
+``repair_wav`` makes the sizes match whatever whole frames reached the file.
+
+Besides PCM and float, reading decodes G.711 μ-law and A-law (8-bit, format tags 7 and 6),
+the encodings telephony and some recorders write; anything else is refused by name.
 """
 
 from __future__ import annotations
 
 import struct
 import warnings
+from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
 from typing import BinaryIO
@@ -23,16 +30,137 @@ import scipy.io.wavfile
 
 from moshiface_ros.errors import MoshifaceError
 
-__all__ = ["read_wav", "WavWriter", "write_wav"]
+__all__ = ["read_wav", "repair_wav", "WavWriter", "WavSizeLimit", "write_wav"]
 
 _WAVE_FORMAT_IEEE_FLOAT = 3
 _BYTES_PER_SAMPLE = 4
 # RIFF sizes are 32-bit: the data chunk cannot grow past this without RF64.
 _MAX_RIFF_SIZE = 0xFFFFFFFF
 
-# Errors scipy (and struct/numpy under it) raise on malformed or non-WAV input.
+# Errors scipy (and struct/numpy under it) raise on malformed or non-WAV input
+# (UnboundLocalError: scipy's reader on a header whose sizes are 0).
 _PARSE_ERRORS = (ValueError, EOFError, struct.error, ZeroDivisionError, IndexError,
-                 TypeError, OverflowError, MemoryError)
+                 TypeError, OverflowError, MemoryError, UnboundLocalError)
+
+
+class WavSizeLimit(ValueError):
+    """A write would take the file past the 4 GiB a RIFF size can describe."""
+
+
+_HEAD_BYTES = 4096  # the chunks before the samples fit in this in every file we write or read
+_WAVE_FORMAT_ALAW, _WAVE_FORMAT_MULAW, _WAVE_FORMAT_EXTENSIBLE = 6, 7, 0xFFFE
+
+
+@dataclass(frozen=True)
+class _Layout:
+    """Where a WAV's samples start and what its header says about them."""
+
+    data_offset: int
+    data_size: int
+    fact_offset: int | None  # the fact chunk's sample count, when there is one
+    format_tag: int
+    channels: int
+    rate: int
+    bits: int
+    block_align: int
+
+
+def _data_layout(head: bytes) -> _Layout | None:
+    """The layout of a RIFF/WAVE file from its first bytes (None: not one, or no data chunk
+    in them)."""
+    if len(head) < 12 or head[:4] != b"RIFF" or head[8:12] != b"WAVE":
+        return None
+    fmt: tuple[int, ...] | None = None
+    fact = None
+    offset = 12
+    while offset + 8 <= len(head):
+        chunk_id, size = head[offset:offset + 4], struct.unpack_from("<I", head, offset + 4)[0]
+        body = offset + 8
+        if chunk_id == b"fmt " and size >= 16 and body + 16 <= len(head):
+            fmt = struct.unpack_from("<HHIIHH", head, body)
+            if fmt[0] == _WAVE_FORMAT_EXTENSIBLE and size >= 26 and body + 26 <= len(head):
+                fmt = (struct.unpack_from("<H", head, body + 24)[0],) + fmt[1:]
+        elif chunk_id == b"fact":
+            fact = body
+        elif chunk_id == b"data":
+            if fmt is None:
+                return None
+            tag, channels, rate, _, align, bits = fmt
+            return _Layout(body, size, fact, tag, channels, rate, bits, align)
+        offset = body + size + (size & 1)
+    return None
+
+
+def _read_layout(path: Path) -> _Layout | None:
+    with open(path, "rb") as file:
+        return _data_layout(file.read(_HEAD_BYTES))
+
+
+def _g711_tables() -> dict[int, np.ndarray]:
+    """Each G.711 code byte -> its linear value in [-1, 1] (ITU-T G.711's expansion)."""
+    codes = np.arange(256, dtype=np.int32)
+    mu = ~codes & 0xFF
+    magnitude = (((mu & 0x0F) << 3) + 0x84) << ((mu >> 4) & 7)
+    mulaw = np.where(mu & 0x80, 0x84 - magnitude, magnitude - 0x84)
+    a = codes ^ 0x55
+    exponent, mantissa = (a >> 4) & 7, a & 0x0F
+    magnitude = np.where(exponent == 0, (mantissa << 4) + 8,
+                         ((mantissa << 4) + 0x108) << np.maximum(exponent - 1, 0))
+    alaw = np.where(a & 0x80, magnitude, -magnitude)
+    return {_WAVE_FORMAT_MULAW: (mulaw / 32768.0).astype(np.float32),
+            _WAVE_FORMAT_ALAW: (alaw / 32768.0).astype(np.float32)}
+
+
+_G711 = _g711_tables()
+
+
+def read_g711(path: Path) -> tuple[int, np.ndarray] | None:
+    """A μ-law or A-law WAV decoded to float32 (frames, channels); None for other encodings."""
+    layout = _read_layout(path)
+    if layout is None or layout.format_tag not in _G711:
+        return None
+    name = "mu-law" if layout.format_tag == _WAVE_FORMAT_MULAW else "A-law"
+    if layout.bits != 8 or layout.channels <= 0:
+        raise MoshifaceError(f"{path} is a {name} WAV with {layout.bits} bits and {layout.channels} "
+                             "channels; G.711 is 8 bits and at least one channel")
+    with open(path, "rb") as file:
+        file.seek(layout.data_offset)
+        codes = np.frombuffer(file.read(layout.data_size), dtype=np.uint8)
+    codes = codes[:len(codes) // layout.channels * layout.channels]
+    return layout.rate, _G711[layout.format_tag][codes].reshape(-1, layout.channels)
+
+
+def repair_wav(path: str | Path) -> int:
+    """Makes the header's sizes match the whole frames in the file (a recording whose
+    writer was killed); drops a partial last frame. Returns the frames it holds."""
+    path = Path(path)
+    try:
+        layout = _read_layout(path)
+        if layout is None or layout.block_align <= 0:
+            raise MoshifaceError(f"{path} is not a WAV file this can repair (no RIFF/WAVE header with fmt and data)")
+        frames = max(0, path.stat().st_size - layout.data_offset) // layout.block_align
+        data_bytes = frames * layout.block_align
+        with open(path, "r+b") as file:
+            file.truncate(layout.data_offset + data_bytes)
+            _patch_sizes(file, layout.data_offset - 8 + data_bytes, layout.fact_offset, frames,
+                         layout.data_offset - 4, data_bytes)
+    except OSError as exc:
+        raise MoshifaceError(f"cannot repair {path}: {exc.strerror or exc}") from exc
+    return frames
+
+
+def _patch_sizes(file: BinaryIO, riff_size: int, fact_offset: int | None, frames: int,
+                 data_size_offset: int, data_bytes: int) -> None:
+    """Writes a WAV's sizes into its header and returns to where the file was."""
+    position = file.tell()
+    file.seek(4)
+    file.write(struct.pack("<I", riff_size))
+    if fact_offset is not None:
+        file.seek(fact_offset)
+        file.write(struct.pack("<I", frames))
+    file.seek(data_size_offset)
+    file.write(struct.pack("<I", data_bytes))
+    file.seek(position)
 
 
 def read_wav(path: str | Path) -> tuple[np.ndarray, int]:
@@ -45,7 +173,9 @@ def read_wav(path: str | Path) -> tuple[np.ndarray, int]:
     """
     path = Path(path)
     _check_readable_path(path)
-    rate, data = _parse_wav(path)
+    _check_sizes(path)
+    g711 = read_g711(path)
+    rate, data = g711 if g711 is not None else _parse_wav(path)
     if rate <= 0:
         raise MoshifaceError(f"{path} has an invalid sample rate ({rate} Hz)")
     samples = _to_float32(data)
@@ -68,6 +198,22 @@ def _check_readable_path(path: Path) -> None:
         raise MoshifaceError(f"{path} is a directory, not a WAV file")
     if path.is_file() and path.stat().st_size == 0:
         raise MoshifaceError(f"{path} is not a WAV file (the file is empty)")
+
+
+def _check_sizes(path: Path) -> None:
+    """A header whose RIFF or data size is 0 over a longer file is a recording that was
+    never closed: say so (and how to repair it) instead of a parser's confusion."""
+    try:
+        with open(path, "rb") as file:
+            head = file.read(_HEAD_BYTES)
+    except OSError as exc:
+        raise MoshifaceError(f"{path} cannot be read ({exc.strerror or type(exc).__name__})") from exc
+    layout = _data_layout(head)
+    if layout is None or path.stat().st_size <= layout.data_offset:
+        return
+    if struct.unpack_from("<I", head, 4)[0] == 0 or layout.data_size == 0:
+        raise MoshifaceError(f"{path} has 0 in its RIFF/data sizes: the recording was not closed "
+                             "(repair a session with `moshiface recover SESSION`)")
 
 
 def _parse_wav(path: Path) -> tuple[int, np.ndarray]:
@@ -112,10 +258,11 @@ class WavWriter:
 
     The header is written up front with zero sizes and patched on :meth:`close`, so the
     writer needs no look-ahead and keeps nothing in memory. Any number of writes,
-    including none, leaves a valid file once closed.
+    including none, leaves a valid file once closed. With ``sync_frames`` every write
+    reaches the operating system and the sizes are patched every that many frames.
     """
 
-    def __init__(self, path: str | Path, sample_rate: int, channels: int = 1) -> None:
+    def __init__(self, path: str | Path, sample_rate: int, channels: int = 1, sync_frames: int = 0) -> None:
         if int(sample_rate) != sample_rate or sample_rate <= 0:
             raise ValueError(f"sample_rate must be a positive integer, got {sample_rate}")
         if int(channels) != channels or channels <= 0:
@@ -124,6 +271,8 @@ class WavWriter:
         self._sample_rate = int(sample_rate)
         self._channels = int(channels)
         self._frames = 0
+        self._sync_frames = int(sync_frames)
+        self._synced_frames = 0
         self._file: BinaryIO | None = open(self._path, "wb")
         header, self._fact_offset, self._data_size_offset = _float_wav_header(
             self._sample_rate, self._channels)
@@ -166,9 +315,19 @@ class WavWriter:
         frames = self._validate(samples)
         data_bytes = (self._frames + frames.shape[0]) * self._channels * _BYTES_PER_SAMPLE
         if self._header_size - 8 + data_bytes > _MAX_RIFF_SIZE:
-            raise ValueError(f"{self._path} would exceed the 4 GiB WAV size limit")
+            raise WavSizeLimit(f"{self._path} reached the 4 GiB WAV size limit")
         self._file.write(frames.astype("<f4", copy=False).tobytes())
         self._frames += frames.shape[0]
+        if self._sync_frames:
+            if self._frames - self._synced_frames >= self._sync_frames:
+                self._write_sizes(self._file)
+                self._synced_frames = self._frames
+            self._file.flush()
+
+    def _write_sizes(self, file: BinaryIO) -> None:
+        data_bytes = self._frames * self._channels * _BYTES_PER_SAMPLE
+        _patch_sizes(file, self._header_size - 8 + data_bytes, self._fact_offset, self._frames,
+                     self._data_size_offset, data_bytes)
 
     def _validate(self, samples: np.ndarray) -> np.ndarray:
         """Check shape and type, returning a (frames, channels) array."""
@@ -191,13 +350,7 @@ class WavWriter:
             return
         file, self._file = self._file, None
         try:
-            data_bytes = self._frames * self._channels * _BYTES_PER_SAMPLE
-            file.seek(4)
-            file.write(struct.pack("<I", self._header_size - 8 + data_bytes))
-            file.seek(self._fact_offset)
-            file.write(struct.pack("<I", self._frames))
-            file.seek(self._data_size_offset)
-            file.write(struct.pack("<I", data_bytes))
+            self._write_sizes(file)
         finally:
             file.close()
 

@@ -128,6 +128,8 @@ class RecorderNode(Releasable, Node):
         message = self._bag.typestore.deserialize_cdr(data, type_name)
         stamp = stamp_ns(message) or self.get_clock().now().nanoseconds
         self._bag.write_ros(topic, stamp, message)
+        # at most ~1 s of session in memory: a killed recorder loses little (`moshiface bag reindex`)
+        self._bag.checkpoint(self.get_clock().now().nanoseconds)
 
     @property
     def counts(self) -> dict[str, int]:

@@ -2,8 +2,13 @@
 
 Version 8 is what ROS 2 Humble reads; later distributions read it too. Every message is
 written with its own header stamp as the bag time, so the bag replays on the session's
-one clock. A bag that cannot be completed is removed rather than left half-written;
-an interrupted session is closed properly and keeps what was written.
+one clock. An interrupted session is closed properly and keeps what was written.
+
+A process killed outright (SIGKILL, power loss) cannot close the bag, so the writer never
+holds more than about one second of session in memory: ``checkpoint`` ends the MCAP
+chunk being built once it spans ``CHECKPOINT_NS`` and hands the file's buffer to the
+operating system. Everything up to the last checkpoint is then in the file, and
+``recording.recover`` rebuilds a readable bag from it.
 """
 
 from __future__ import annotations
@@ -15,10 +20,12 @@ from typing import Any
 import numpy as np
 from rosbags.rosbag2 import StoragePlugin, Writer
 
+from ..constants import NS_PER_S
 from ..messages.convert import MSG_TYPES, to_msg
 from .definitions import make_typestore
 
 BAG_VERSION = 8
+CHECKPOINT_NS = NS_PER_S  # at most this much session is held in memory
 
 
 class RosbagsFactory:
@@ -46,6 +53,9 @@ class SessionBag:
         self._connections: dict[str, Any] = {}
         self._types: dict[str, str] = {}
         self.counts: dict[str, int] = {}
+        self._since_ns: int | None = None  # the last checkpoint's time (at first: the first message's stamp)
+        self._pending = False  # messages written since the last checkpoint
+        self.checkpoints = 0
 
     def add_topic(self, topic: str, message_class: type) -> None:
         """Declares a topic carrying one of the core message classes."""
@@ -62,13 +72,29 @@ class SessionBag:
         data = self.typestore.serialize_cdr(ros_message, self._types[topic])
         self._writer.write(self._connections[topic], int(stamp_ns), data)
         self.counts[topic] += 1
+        self._pending = True
+        if self._since_ns is None:
+            self._since_ns = int(stamp_ns)
 
     def write(self, topic: str, message: Any) -> None:
         """Writes a core message object at its own stamp."""
         ros_message = to_msg(message, self.factory)
-        data = self.typestore.serialize_cdr(ros_message, self._types[topic])
-        self._writer.write(self._connections[topic], int(message.stamp_ns), data)
-        self.counts[topic] += 1
+        self.write_ros(topic, message.stamp_ns, ros_message)
+
+    def checkpoint(self, stamp_ns: int, force: bool = False) -> bool:
+        """Puts everything written so far into the file once ``CHECKPOINT_NS`` has passed
+        (in stamps) since the last checkpoint (or at once with ``force``); call it between
+        steps with the end of the step, so a chunk holds whole steps. Returns whether it
+        wrote a chunk."""
+        since = self._since_ns
+        if self._writer is None or not self._pending or (not force and stamp_ns - since < CHECKPOINT_NS):
+            return False
+        storage = self._writer.storage  # rosbags' MCAP storage: the chunk and the file it goes to
+        storage.close_chunk()
+        storage.bio.flush()
+        self._since_ns, self._pending = int(stamp_ns), False
+        self.checkpoints += 1
+        return True
 
     def close(self) -> None:
         """Finishes the bag: flushes the MCAP file and writes metadata.yaml."""

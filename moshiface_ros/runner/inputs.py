@@ -12,8 +12,8 @@ creates anything, so a bad file leaves nothing behind.
 
 from __future__ import annotations
 
-import time
 from pathlib import Path
+from tokenize import TokenError
 from types import TracebackType
 from typing import Any, Callable, Iterator
 
@@ -22,9 +22,10 @@ import numpy as np
 from ..audio.wav import read_wav
 from ..constants import FACE_FRAME_NS, FRAME_SIZE, NS_PER_S, SAMPLE_RATE
 from ..errors import MoshifaceError
+from ..messages.checks import MAX_SAMPLE_RATE, MIN_SAMPLE_RATE
 from ..messages.types import AudioChunk, FaceFrame
 from .config import RunConfig
-from .sinks import Sink, SpeakerSink
+from .sinks import LiveReportSink, Sink, SpeakerSink
 
 # Makes the user's face frames once the session's start is known (None: no face).
 FaceSource = Callable[[int], Iterator[FaceFrame]]
@@ -40,23 +41,51 @@ def user_chunks(samples: np.ndarray, rate: int, start_ns: int, frame_id: str) ->
                          channels=frames.shape[1], sequence=index, frame_id=frame_id)
 
 
+NPY_MAGIC = b"\x93NUMPY"
+# What numpy raises on a damaged header or data (the header is parsed as Python literals).
+NPY_ERRORS = (ValueError, SyntaxError, TokenError, TypeError, EOFError, MemoryError, OverflowError)
+FINITE_CHECK_FRAMES = 256  # frames checked at a time: memory stays small for any file
+
+
 def read_user_face(path: Path) -> np.ndarray:
-    """A user face motion file: (frames, V, 3) float displacements at 25 fps."""
+    """A user face motion file: (frames, V, 3) float displacements at 25 fps, memory-mapped
+    (a long recording is hundreds of MB: it is read frame by frame, never copied whole)."""
     try:
-        motion = np.load(path, allow_pickle=False)
-    except (OSError, ValueError) as exc:
-        raise MoshifaceError(f"cannot read the user face motion {path}: {exc}") from exc
+        with open(path, "rb") as file:
+            magic = file.read(len(NPY_MAGIC))
+        if magic != NPY_MAGIC:
+            raise MoshifaceError(f"{path} is not a .npy file (it does not start with the NumPy header); "
+                                 "save the motion with numpy.save")
+        motion = np.load(path, mmap_mode="r", allow_pickle=False)
+    except OSError as exc:
+        raise MoshifaceError(f"cannot read the user face motion {path}: {exc.strerror or exc}") from exc
+    except NPY_ERRORS as exc:
+        raise MoshifaceError(f"{path}: {_npy_problem(exc)}") from exc
     if motion.ndim != 3 or motion.shape[2] != 3 or not np.issubdtype(motion.dtype, np.floating):
         raise MoshifaceError(f"{path}: user face motion must be (frames, vertices, 3) floats, "
                              f"got {motion.shape} {motion.dtype}")
-    if not np.isfinite(motion).all():
-        raise MoshifaceError(f"{path}: user face motion contains NaN or infinite values")
-    return motion.astype(np.float32)
+    for first in range(0, len(motion), FINITE_CHECK_FRAMES):
+        if not np.isfinite(motion[first:first + FINITE_CHECK_FRAMES]).all():
+            raise MoshifaceError(f"{path}: user face motion contains NaN or infinite values "
+                                 f"(first in frames {first}-{first + FINITE_CHECK_FRAMES - 1})")
+    return motion
+
+
+def _npy_problem(exc: Exception) -> str:
+    """What is wrong with a file that has the NumPy magic but will not load."""
+    text = str(exc)
+    if "pickled" in text or "object" in text:
+        return "the .npy holds Python objects (pickled), not a float array of face motion"
+    if "mmap length" in text or "larger than" in text or "cannot reshape" in text:
+        return "the .npy file is truncated: its header promises more data than the file holds"
+    return f"the .npy header is damaged ({text.splitlines()[0][:120] if text else type(exc).__name__})"
 
 
 def user_face_frames(motion: np.ndarray, start_ns: int, frame_id: str = "user_camera") -> Iterator[FaceFrame]:
-    for index, vertices in enumerate(motion):
-        yield FaceFrame(start_ns + index * FACE_FRAME_NS, vertices, frame_id=frame_id)
+    """One frame at a time, converted to float32 as it is used (the file stays mapped)."""
+    for index in range(len(motion)):
+        yield FaceFrame(start_ns + index * FACE_FRAME_NS, np.asarray(motion[index], dtype=np.float32),
+                        frame_id=frame_id)
 
 
 class FileInput:
@@ -122,10 +151,13 @@ class LiveInput:
         self._audio.stop()
 
     def chunks(self, start_ns: int) -> Iterator[AudioChunk]:
-        """Microphone chunks as they arrive; stops at ``duration_s`` after the first is asked for."""
-        duration_s = self._config.duration_s
-        end_ns = None if duration_s is None else time.time_ns() + int(duration_s * NS_PER_S)
+        """Microphone chunks as they arrive; stops ``duration_s`` after the first one (the
+        time the stream took to start is not taken from the session)."""
+        duration_ns = None if self._config.duration_s is None else int(self._config.duration_s * NS_PER_S)
+        end_ns = None
         for chunk in self._audio.chunks():
+            if end_ns is None and duration_ns is not None:
+                end_ns = chunk.stamp_ns + duration_ns
             if end_ns is not None and chunk.stamp_ns >= end_ns:
                 return
             yield chunk
@@ -134,8 +166,9 @@ class LiveInput:
         return None
 
     def sinks(self) -> list[Sink]:
-        """The speaker: each step's robot audio at its stamp + the presentation delay."""
-        return [SpeakerSink(self._audio.play)]
+        """The speaker (each step's robot audio at its stamp + the presentation delay), and
+        a line on the console when the devices lose or drop audio."""
+        return [SpeakerSink(self._audio.play), LiveReportSink(self._audio.stats)]
 
 
 UserInput = FileInput | LiveInput
@@ -146,6 +179,9 @@ def open_user_input(config: RunConfig) -> UserInput:
     if config.live:
         return LiveInput(config)
     samples, rate = read_wav(config.user_audio)  # validates before anything is created
+    if not MIN_SAMPLE_RATE <= rate <= MAX_SAMPLE_RATE:  # the range every node input accepts too
+        raise MoshifaceError(f"{config.user_audio}: a {rate} Hz WAV is not supported "
+                             f"(audio must be {MIN_SAMPLE_RATE}..{MAX_SAMPLE_RATE} Hz)")
     face: FaceSource | None = None
     vertices = None
     if config.user_face is not None:

@@ -19,7 +19,9 @@ head's blendshapes and actuators, recorded as the retarget node publishes them.
 SIGINT and SIGTERM stop the session at the next step boundary, so the bag is never cut
 in the middle of a message: it is closed, reads back with everything written so far,
 and the summary says the session was interrupted. Before any output exists they abort
-at once and leave nothing behind (see ``signals``).
+at once and leave nothing behind (see ``signals``). A process killed outright (SIGKILL,
+power loss) leaves at most about a second unwritten (see ``outputs``), and
+``moshiface recover`` makes what it left whole (``recovery``).
 """
 
 from __future__ import annotations
@@ -31,13 +33,14 @@ from ..errors import MoshifaceError
 from ..speech.models import SpeechModels
 from ..speech.session import build_stepper, load_models, resolve_placement
 from ..speech.stepper import AudioStepper
+from ..audio.wav import WavSizeLimit
 from .config import RunConfig
 from .inputs import UserInput, open_user_input
-from .outputs import OutputDir, SessionOutputs
+from .outputs import OutputDir, SessionOutputs, SessionWriteError, describe_write_error
 from .session import Session
 from .signals import signal_guard
-from .sinks import HeadSink, ProgressSink, Sink, head_topics
-from .summary import session_summary
+from .sinks import FaceWatchSink, HeadSink, ProgressSink, Sink, head_topics
+from .summary import session_summary, started_summary
 
 __all__ = ["RunConfig", "run_session"]
 
@@ -53,21 +56,20 @@ def run_session(config: RunConfig) -> dict[str, Any]:
         stepper: AudioStepper | None = None
         outputs: SessionOutputs | None = None
         try:  # from here on, whatever a failure or an early signal interrupts is undone
-            directory.claim()
+            directory.lock()
+            directory.check()  # again, holding the lock: a run that just ended may have written one
             models = load_models(config.session, placement)
             stepper = build_stepper(config.session, models)
             _check_user_face(user, stepper, models)
+            directory.claim()  # only now an old session (--overwrite) goes
             start_ns = time.time_ns()
             guard.defer()
             outputs = SessionOutputs(directory, start_ns, face=stepper.has_face,
-                                     ros_topics=head_topics(head) if head is not None else None)
-            head_sink = HeadSink(head, outputs.bag) if head is not None else None
-            with user:
-                session = Session(stepper, _sinks(config, user, outputs, head_sink), start_ns, user.faces(start_ns))
-                session.run(user.chunks(start_ns), stop=lambda: guard.stopped)
-            summary = session_summary(config, placement, models.description, user, stepper, session.stats,
-                                      head_sink.outputs if head_sink is not None else None, guard.signal)
-            return outputs.finish(summary)
+                                     ros_topics=head_topics(head) if head is not None else None,
+                                     started=started_summary(config, placement, models.description, user))
+            return _step_and_finish(config, user, head, stepper, outputs, guard, (placement, models.description))
+        except SessionWriteError:
+            raise
         except BaseException:
             guard.defer()  # a second signal must not cut the clean-up short
             outputs.discard() if outputs is not None else directory.remove()
@@ -75,11 +77,42 @@ def run_session(config: RunConfig) -> dict[str, Any]:
         finally:
             if stepper is not None:
                 stepper.close()
+            directory.unlock()
+
+
+def _step_and_finish(config: RunConfig, user: UserInput, head: Any, stepper: AudioStepper,
+                     outputs: SessionOutputs, guard: Any, model: tuple[Any, str]) -> dict[str, Any]:
+    """Steps the session into its outputs and closes them with the summary. A write error
+    (a full disk, the WAV size limit) stops the stepping; what was written is kept and
+    closed as far as it can be, and the run ends with one line saying so."""
+    start_ns = outputs.files.start_ns
+    head_sink = HeadSink(head, outputs.bag) if head is not None else None
+    failure: BaseException | None = None
+    with user:
+        session = Session(stepper, _sinks(config, user, outputs, head_sink), start_ns, user.faces(start_ns),
+                          steps=user.expected_steps)
+        try:
+            session.run(user.chunks(start_ns), stop=lambda: guard.stopped)
+        except (OSError, WavSizeLimit) as exc:
+            failure = exc
+    summary = session_summary(config, model[0], model[1], user, stepper, session.stats,
+                              head_sink.outputs if head_sink is not None else None, guard.signal)
+    if failure is not None:
+        summary["stopped_by_error"] = describe_write_error(failure)
+    try:
+        summary = outputs.finish(summary)
+    except OSError as exc:
+        raise SessionWriteError(config.out, exc, len(session.stats.step_times), finished=False) from exc
+    if failure is not None:
+        raise SessionWriteError(config.out, failure, summary["steps"], finished=True) from failure
+    return summary
 
 
 def _sinks(config: RunConfig, user: UserInput, outputs: SessionOutputs, head: HeadSink | None) -> list[Sink]:
     """Every step goes to the files and the bag, then the head, the speaker, the progress bar."""
-    sinks = outputs.sinks() + ([head] if head is not None else []) + user.sinks()
+    sinks = outputs.sinks() + ([head] if head is not None else []) + [outputs.checkpoint()] + user.sinks()
+    if user.face_vertices is not None:
+        sinks.append(FaceWatchSink())
     if user.expected_steps is not None:
         sinks.append(ProgressSink(user.expected_steps, config.progress))
     return sinks

@@ -10,13 +10,14 @@ else is attached; the head sink comes after it and adds the retargeted head.
 from __future__ import annotations
 
 import json
+import sys
 from pathlib import Path
 from typing import Any, Callable
 
 from tqdm import tqdm
 
 from ..audio.wav import WavWriter
-from ..constants import NS_PER_S, SAMPLE_RATE
+from ..constants import NS_PER_S, SAMPLE_RATE, STEP_NS
 from ..messages.types import AudioChunk, DialogueText, FaceFrame, FaceTokens
 from ..recording.bag import SessionBag
 from ..speech.stepper import StepRecord
@@ -43,11 +44,14 @@ class Sink:
 
 
 class FileSink(Sink):
-    """robot.wav (24 kHz mono float) and text.jsonl (one line per text token)."""
+    """robot.wav (24 kHz mono float) and text.jsonl (one line per text token).
+
+    Both reach the operating system every step, and the WAV's sizes are made valid every
+    second, so a killed process loses at most the step it was in."""
 
     def __init__(self, wav: Path, text: Path, start_ns: int) -> None:
-        self._start_ns = start_ns
-        self._wav = WavWriter(wav, SAMPLE_RATE, channels=1)
+        self.start_ns = self._start_ns = start_ns
+        self._wav = WavWriter(wav, SAMPLE_RATE, channels=1, sync_frames=SAMPLE_RATE)
         try:
             self._text = text.open("w", encoding="utf-8")
         except BaseException:
@@ -61,10 +65,13 @@ class FileSink(Sink):
             line = {"step": text.step, "time": round((text.stamp_ns - self._start_ns) / NS_PER_S, 6),
                     "token": text.token_id, "piece": text.piece}
             self._text.write(json.dumps(line, ensure_ascii=False) + "\n")
+            self._text.flush()
 
     def close(self) -> None:
-        self._wav.close()
-        self._text.close()
+        try:
+            self._wav.close()
+        finally:
+            self._text.close()
 
 
 class BagSink(Sink):
@@ -102,11 +109,29 @@ class BagSink(Sink):
         for topic, _, message in head_records(output, self._bag.factory, delay_ms):
             self._bag.write_ros(topic, output.stamp_ns, message)
 
+    def checkpoint(self, stamp_ns: int) -> None:
+        self._bag.checkpoint(stamp_ns)
+
+    @property
+    def checkpoints(self) -> int:
+        """Chunks put on disk so far."""
+        return self._bag.checkpoints
+
     def close(self) -> None:
         self._bag.close()
 
     def discard(self) -> None:
         self._bag.discard()
+
+
+class CheckpointSink(Sink):
+    """Puts the bag's last second on disk between steps (see ``SessionBag.checkpoint``)."""
+
+    def __init__(self, bag: BagSink) -> None:
+        self._bag = bag
+
+    def step(self, record: StepRecord) -> None:
+        self._bag.checkpoint(record.user.stamp_ns + STEP_NS)
 
 
 def head_records(output: Any, factory: Any, delay_ms: float) -> list[tuple[str, str, Any]]:
@@ -148,6 +173,73 @@ class SpeakerSink(Sink):
 
     def step(self, record: StepRecord) -> None:
         self._play(record.robot)
+
+
+# Live trouble worth a line while it happens: (side, stats key, what it means).
+LIVE_PROBLEMS = (
+    ("playback", "late_drops", "robot audio arrived after its play time and was dropped "
+                               "(raise --presentation-delay-ms)"),
+    ("playback", "underruns", "the speaker ran dry and played silence"),
+    ("playback", "device_underflows", "the speaker's device underflowed (its callback was too slow)"),
+    ("capture", "overflows", "the microphone's device overran: user audio was lost"),
+    ("capture", "dropped_blocks", "microphone blocks were dropped: the session fell behind"),
+)
+REPORT_EVERY_STEPS = 5  # how often the device counters are read
+
+
+def console(line: str) -> None:
+    """A line for the user while a session runs, without breaking the progress bar."""
+    tqdm.write(f"moshiface: {line}", file=sys.stderr)
+
+
+class LiveReportSink(Sink):
+    """Says on the console when live audio goes wrong: the first time each kind of trouble
+    happens (with its count so far), and each kind's total at the end."""
+
+    def __init__(self, stats: Callable[[], dict[str, Any]], write: Callable[[str], None] = console) -> None:
+        self._stats = stats
+        self._write = write
+        self._reported: set[str] = set()
+        self._steps = 0
+        self.counts: dict[str, int] = {}
+
+    def _check(self) -> None:
+        stats = self._stats()
+        for side, key, meaning in LIVE_PROBLEMS:
+            count = int(stats.get(side, {}).get(key, 0))
+            self.counts[key] = count
+            if count and key not in self._reported:
+                self._reported.add(key)
+                self._write(f"live: {meaning} ({count} so far; the total comes at the end)")
+
+    def step(self, record: StepRecord) -> None:
+        self._steps += 1
+        if self._steps % REPORT_EVERY_STEPS == 0:
+            self._check()
+
+    def end(self) -> None:
+        self._check()
+        for side, key, meaning in LIVE_PROBLEMS:
+            if self.counts.get(key):
+                self._write(f"live: {key.replace('_', ' ')}: {self.counts[key]} in all ({meaning})")
+
+
+class FaceWatchSink(Sink):
+    """Says once when the user's face has not been seen for ``quiet_s`` seconds in a row."""
+
+    def __init__(self, quiet_s: float = 2.0, write: Callable[[str], None] = console) -> None:
+        self._quiet_steps = max(1, round(quiet_s * NS_PER_S / STEP_NS))
+        self._quiet_s = quiet_s
+        self._write = write
+        self._run = 0
+        self.reported = False
+
+    def step(self, record: StepRecord) -> None:
+        self._run = 0 if record.user_face_tokens is not None else self._run + 1
+        if self._run >= self._quiet_steps and not self.reported:
+            self.reported = True
+            self._write(f"no user face seen for {self._quiet_s:g} s (from {record.user.stamp_ns} ns on); "
+                        "the robot answers without seeing one")
 
 
 class ProgressSink(Sink):

@@ -70,10 +70,8 @@ def percentiles(values_s: list[float]) -> dict[str, float]:
     }
 
 
-def session_summary(config: RunConfig, placement: Placement, description: str, user: UserInput,
-                    stepper: AudioStepper, stats: StepStats, head_outputs: dict[str, int] | None,
-                    stopped_by: int | None) -> dict[str, Any]:
-    """The whole summary of a session (without the bag's counts, which the outputs add)."""
+def started_summary(config: RunConfig, placement: Placement, description: str, user: UserInput) -> dict[str, Any]:
+    """What a session is, known before its first step (the summary a killed session keeps)."""
     return {
         "model": description,
         "model_spec": config.session.model,
@@ -82,15 +80,36 @@ def session_summary(config: RunConfig, placement: Placement, description: str, u
         "seed": config.session.seed,
         "cuda_graphs": config.session.cuda_graphs and placement.device.type == "cuda",
         "user_audio": user.description,
-        "live": user.live_stats,
         "user_sample_rate": user.sample_rate,
         "user_channels": user.channels,
+    }
+
+
+def session_summary(config: RunConfig, placement: Placement, description: str, user: UserInput,
+                    stepper: AudioStepper, stats: StepStats, head_outputs: dict[str, int] | None,
+                    stopped_by: int | None) -> dict[str, Any]:
+    """The whole summary of a session (without the bag's counts, which the outputs add)."""
+    face = _face_summary(config, stepper, stats)
+    return {
+        **started_summary(config, placement, description, user),
+        "live": user.live_stats,
         **stats.as_summary(),
-        "face": _face_summary(config, stepper, stats),
+        "face": face,
+        "warnings": _warnings(config, face),
         "head": {"file": str(config.head), "outputs": head_outputs} if config.head else None,
         "interrupted": stopped_by is not None,
         "signal": signal.Signals(stopped_by).name if stopped_by is not None else None,
     }
+
+
+def _warnings(config: RunConfig, face: dict[str, Any] | None) -> list[str]:
+    """What went unexpectedly without stopping the session (the command prints them too)."""
+    warnings = []
+    source = config.user_video or config.user_face
+    if face is not None and source is not None and face["user_steps_with_face"] == 0:
+        kind = "video" if config.user_video else "motion file"
+        warnings.append(f"no user face was seen in the {kind} {source}: the robot saw no face on any step")
+    return warnings
 
 
 def _face_summary(config: RunConfig, stepper: AudioStepper, stats: StepStats) -> dict[str, Any] | None:
