@@ -11,9 +11,16 @@
 # (default: all of test/), e.g. make test PYTEST_ARGS="-x test/test_ros_launch.py".
 #
 # torch comes first and alone: moshi 0.2.13 pins torch<2.10, so moshi is installed with
-# --no-deps followed by the runtime dependencies it really uses (not bitsandbytes, which
-# only its 8-bit quantisation imports). Override TORCH_SPEC / TORCH_PIP_ARGS to pick a
-# torch build, e.g. TORCH_PIP_ARGS="--index-url https://download.pytorch.org/whl/cpu".
+# --no-deps after the runtime dependencies it really uses (not bitsandbytes, which only its
+# 8-bit quantisation imports). In that order pip never sees moshi's and mediapipe's declared
+# requirements, so it prints no conflict report about them; requirements/test.txt, installed
+# later, is installed with --no-warn-conflicts for the same reason. Override TORCH_SPEC /
+# TORCH_PIP_ARGS to pick a torch build, e.g.
+# TORCH_PIP_ARGS="--index-url https://download.pytorch.org/whl/cpu".
+#
+# `make test` (not `make demo`) installs Debian/Ubuntu packages with apt-get as root
+# (scripts/install_system_packages.sh); without root or password-less sudo it stops with the
+# one `sudo apt-get install ...` line to run.
 
 PYTHON ?= python3
 VENV ?= .venv
@@ -42,8 +49,8 @@ install: $(RUNTIME_STAMP)
 $(RUNTIME_STAMP): setup.py requirements/runtime.txt Makefile
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -c "import torch" 2>/dev/null || $(PIP) install $(TORCH_PIP_ARGS) "$(TORCH_SPEC)"
-	$(PIP) install --no-deps "$(MOSHI_SPEC)" "$(MEDIAPIPE_SPEC)"
 	$(PIP) install -r requirements/runtime.txt
+	$(PIP) install --no-deps "$(MOSHI_SPEC)" "$(MEDIAPIPE_SPEC)"
 	$(PIP) install --no-deps --no-build-isolation -e .
 	touch $@
 
@@ -51,7 +58,7 @@ $(RUNTIME_STAMP): setup.py requirements/runtime.txt Makefile
 $(TEST_STAMP): $(RUNTIME_STAMP) requirements/test.txt requirements/ros.txt scripts/fetch_rosidl.sh \
 		scripts/install_system_packages.sh scripts/install_ros.sh
 	bash scripts/install_system_packages.sh $(VENV)
-	$(PIP) install -r requirements/test.txt
+	$(PIP) install --no-warn-conflicts -r requirements/test.txt
 	bash scripts/install_ros.sh $(VENV)
 	bash scripts/fetch_rosidl.sh $(VENV)
 	touch $@
@@ -70,8 +77,15 @@ demo: $(RUNTIME_STAMP)
 test: ros
 	MOSHIFACE_REQUIRE_ROS=1 bash scripts/with_ros.sh $(ROS_PREFIX) pytest $(PYTEST_ARGS)
 
+# Every CPU figure (the GPU ones: benchmarks/gpu_suite.py on a CUDA machine); a benchmark
+# that needs a test-only dependency says so in one line and skips.
 bench: $(RUNTIME_STAMP)
-	$(BIN)/python benchmarks/step_latency.py
+	$(BIN)/python benchmarks/step_latency.py --no-gpu
+	$(BIN)/python benchmarks/codec.py --no-gpu
+	$(BIN)/python benchmarks/tracking.py
+	$(BIN)/python benchmarks/retarget.py
+	$(BIN)/python benchmarks/audio_latency.py
+	$(BIN)/python benchmarks/batching.py
 
 clean:
 	rm -rf $(VENV) $(DEMO_OUT) build *.egg-info

@@ -35,11 +35,37 @@ EXIT_ERROR = 1
 DEMO_MICROPHONE_RATE = 16_000  # the demo's input is at a typical microphone rate, not the model's
 
 # Command groups in moshiface_ros.commands, in the order --help lists them.
-COMMAND_MODULES = ("codec", "face_lm", "flame", "render")
+COMMAND_MODULES = ("codec", "face_lm", "flame", "render", "session")
 
 
 # Sampling flags; one left out keeps the default of ``Sampling`` (Moshi's own).
 SAMPLING_FLAGS = ("temperature", "text_temperature", "top_k", "text_top_k", "face_temperature", "face_top_k")
+
+
+class DefaultsHelpFormatter(argparse.HelpFormatter):
+    """Appends "(default: X)" to an option's help unless the help already speaks of its default.
+
+    argparse's own ArgumentDefaultsHelpFormatter also prints "(default: None)" and "(default:
+    False)" for flags and unset options, which tells a user nothing; those stay as written.
+    """
+
+    def _get_help_string(self, action: argparse.Action) -> str:
+        text = action.help or ""
+        default = action.default
+        if (not action.option_strings or action.required or "default" in text.lower()
+                or default is None or default is False or default is argparse.SUPPRESS):
+            return text
+        return f"{text} (default: %(default)s)" if text else "(default: %(default)s)"
+
+
+def all_parsers(parser: argparse.ArgumentParser) -> list[argparse.ArgumentParser]:
+    """``parser`` and every sub-command's parser below it, depth first."""
+    found = [parser]
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for sub in dict.fromkeys(action.choices.values()):
+                found.extend(all_parsers(sub))
+    return found
 
 
 def _add_model_options(parser: argparse.ArgumentParser) -> None:
@@ -52,62 +78,78 @@ def _add_model_options(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--device", default=defaults.device, help="auto, cpu, cuda or cuda:N (default: %(default)s)")
     group.add_argument("--dtype", default=defaults.dtype,
                        help="auto (bfloat16 on CUDA and for real weights, float32 for tiny on CPU), "
-                            "float32, bfloat16 or float16")
+                            "float32, bfloat16 or float16 (default: %(default)s)")
     group.add_argument("--seed", type=int, default=defaults.seed, help="sampling seed (default: %(default)s)")
     group.add_argument("--threads", type=int, default=defaults.threads,
                        help="CPU threads for torch (default: 1 for the tiny model, torch's choice otherwise)")
     group.add_argument("--no-cuda-graphs", action="store_true", help="run the CUDA steps eagerly")
-    group.add_argument("--temperature", type=float, default=None, help="audio sampling temperature")
-    group.add_argument("--text-temperature", type=float, default=None, help="text sampling temperature")
-    group.add_argument("--top-k", type=int, default=None, help="audio top-k")
-    group.add_argument("--text-top-k", type=int, default=None, help="text top-k")
-    group.add_argument("--face-temperature", type=float, default=None,
-                       help="face token sampling temperature (Moshi-Face models)")
-    group.add_argument("--face-top-k", type=int, default=None, help="face token top-k (Moshi-Face models)")
     group.add_argument("--codec", default=defaults.codec,
                        help="face codec of a Moshi-Face model: tiny (random) or a causal codec checkpoint DIR")
+    sampling = parser.add_argument_group("sampling (default: Moshi's own values)")
+    sampling.add_argument("--temperature", type=float, default=None, help="audio sampling temperature")
+    sampling.add_argument("--text-temperature", type=float, default=None, help="text sampling temperature")
+    sampling.add_argument("--top-k", type=int, default=None, help="audio top-k")
+    sampling.add_argument("--text-top-k", type=int, default=None, help="text top-k")
+    sampling.add_argument("--face-temperature", type=float, default=None,
+                          help="face token sampling temperature (Moshi-Face models)")
+    sampling.add_argument("--face-top-k", type=int, default=None, help="face token top-k (Moshi-Face models)")
 
 
-def build_parser() -> argparse.ArgumentParser:
+def _add_face_options(run: argparse.ArgumentParser) -> None:
+    """The user's face (a motion file or a tracked video) and the robot head it drives."""
     from .runner.config import RunConfig
-    from .speech.session import SessionOptions
 
-    parser = argparse.ArgumentParser(
-        prog="moshiface", description="Moshi-Face for robots: full-duplex voice and face, run without ROS.")
-    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    face = run.add_argument_group("user face (optional)")
+    face.add_argument("--user-face", type=Path, default=None, metavar="FILE",
+                      help=f"the user's face: .npy (frames, vertices, 3) displacements at {FACE_FPS} fps")
+    face.add_argument("--user-video", type=Path, default=None, metavar="FILE",
+                      help=f"the user's face as a video, tracked to FLAME (with VHAP's teeth) at {FACE_FPS} fps")
+    face.add_argument("--flame", default=RunConfig.flame, metavar="PKL",
+                      help="FLAME model for --user-video (default: synthetic, a stand-in; see docs/face-tracking.md)")
+    face.add_argument("--embedding", type=Path, default=None, metavar="NPZ",
+                      help="landmark embedding of that FLAME model (moshiface flame embedding)")
+    head = run.add_argument_group("robot head (optional)")
+    head.add_argument("--head", type=Path, default=None, metavar="FILE",
+                      help="a head file (config/heads/*.yaml): retarget the robot's face to its blendshapes "
+                           "and actuators, recorded in the bag")
+
+
+def _add_run_parser(commands: argparse._SubParsersAction) -> None:
+    """``run``: its options grouped in the order a user fills them in: input, face, head,
+    model, sampling, output."""
+    from .runner.config import RunConfig
 
     run = commands.add_parser("run", help="run a session from a user WAV file",
                               description="Step the speech model over a user WAV (any rate or channel count) "
                                           "and write robot.wav, text.jsonl, summary.json and a rosbag2 (MCAP).")
-    source = run.add_mutually_exclusive_group(required=True)
+    inputs = run.add_argument_group("input (one of)")
+    source = inputs.add_mutually_exclusive_group(required=True)
     source.add_argument("--user-audio", type=Path, metavar="FILE", help="the user's speech, a WAV file")
     source.add_argument("--live", action="store_true",
                         help="microphone in, speaker out (PortAudio devices; see docs/audio.md)")
     live = run.add_argument_group("live audio (--live)")
-    live.add_argument("--input-device", default=None, help="microphone: name, part of a name or number")
-    live.add_argument("--output-device", default=None, help="speaker: name, part of a name or number")
+    live.add_argument("--input-device", default=None,
+                      help="microphone: name, part of a name or number (default: the system's)")
+    live.add_argument("--output-device", default=None,
+                      help="speaker: name, part of a name or number (default: the system's)")
     live.add_argument("--echo-cancel", action="store_true", help="cancel the robot's own voice from the microphone")
     live.add_argument("--presentation-delay-ms", type=float, default=RunConfig.presentation_delay_ms,
                       help="robot audio plays (and a --head moves) at its step's stamp + this "
                            "(default: %(default)s)")
     live.add_argument("--duration", type=float, default=None, metavar="SECONDS",
                       help="stop after this long (default: at Ctrl-C)")
-    run.add_argument("--user-face", type=Path, default=None, metavar="FILE",
-                     help=f"the user's face: .npy (frames, vertices, 3) displacements at {FACE_FPS} fps")
-    run.add_argument("--user-video", type=Path, default=None, metavar="FILE",
-                     help=f"the user's face as a video, tracked to FLAME (with VHAP's teeth) at {FACE_FPS} fps")
-    run.add_argument("--flame", default=RunConfig.flame, metavar="PKL",
-                     help="FLAME model for --user-video (default: synthetic, a stand-in; see docs/face-tracking.md)")
-    run.add_argument("--head", type=Path, default=None, metavar="FILE",
-                     help="a head file (config/heads/*.yaml): retarget the robot's face to its blendshapes "
-                          "and actuators, recorded in the bag")
-    run.add_argument("--embedding", type=Path, default=None, metavar="NPZ",
-                     help="landmark embedding of that FLAME model (moshiface flame embedding)")
-    run.add_argument("--out", type=Path, default=None, metavar="DIR",
-                     help="output directory (default: moshiface-session-<date>-<time>)")
-    run.add_argument("--overwrite", action="store_true", help="replace a session already in --out")
-    run.add_argument("--quiet", action="store_true", help="no progress bar")
+    _add_face_options(run)
     _add_model_options(run)
+    output = run.add_argument_group("output")
+    output.add_argument("--out", type=Path, default=None, metavar="DIR",
+                        help="output directory (default: moshiface-session-<date>-<time>)")
+    output.add_argument("--overwrite", action="store_true", help="replace a session already in --out")
+    output.add_argument("--quiet", action="store_true", help="no progress bar")
+    run.set_defaults(handler=cmd_run)
+
+
+def _add_demo_parser(commands: argparse._SubParsersAction) -> None:
+    from .speech.session import SessionOptions
 
     demo = commands.add_parser("demo", help="run a session on speech-like audio it generates itself",
                                description="Generate a user WAV, run a session on it and say where everything went. "
@@ -115,15 +157,30 @@ def build_parser() -> argparse.ArgumentParser:
                                            "cache, the tiny random model otherwise.")
     demo.add_argument("--out", type=Path, default=Path("demo-output"), metavar="DIR",
                       help="output directory, replaced on each demo (default: %(default)s)")
-    demo.add_argument("--seconds", type=float, default=12.0, help="length of the generated input (default: %(default)s)")
-    demo.add_argument("--model", default=None, help="force a model (tiny, DIR or hf:OWNER/NAME)")
+    demo.add_argument("--seconds", type=float, default=12.0,
+                      help="length of the generated input (default: %(default)s)")
+    demo.add_argument("--model", default=None,
+                      help="force a model (tiny, DIR or hf:OWNER/NAME; default: the real weights when cached, "
+                           "else tiny)")
     demo.add_argument("--device", default=SessionOptions.device, help="auto, cpu, cuda or cuda:N")
-    demo.add_argument("--seed", type=int, default=SessionOptions.seed)
+    demo.add_argument("--seed", type=int, default=SessionOptions.seed, help="seed of the input and of sampling")
     demo.add_argument("--quiet", action="store_true", help="no progress bar")
-    run.set_defaults(handler=cmd_run)
+    demo.add_argument("--sessions", type=int, default=1, metavar="N",
+                      help="benchmark mode: play N inputs at once through one batched model and write "
+                           "fleet.json (default: 1, one recorded session)")
     demo.set_defaults(handler=cmd_demo)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="moshiface", description="Moshi-Face for robots: full-duplex voice and face, run without ROS.")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    _add_run_parser(commands)
+    _add_demo_parser(commands)
     for name in COMMAND_MODULES:
         importlib.import_module(f"{__package__}.commands.{name}").register(commands)
+    for each in all_parsers(parser):
+        each.formatter_class = DefaultsHelpFormatter
     return parser
 
 
@@ -166,11 +223,14 @@ def _report(summary: dict[str, Any], out: Path) -> None:
         print(f"robot face:  {face['robot_face_frames']} frames at {FACE_FPS} fps in the bag "
               f"(codec {face['codec']}; user face seen on {face['user_steps_with_face']} steps)")
     if summary.get("head"):
-        print(f"head:        {summary['head']['file']}: {summary['head']['outputs']} frames retargeted "
-              f"(face / speech fallback / none)")
+        outputs = summary["head"]["outputs"]
+        print(f"head:        {summary['head']['file']}: retargeted {outputs.get('face', 0)} face frames, "
+              f"{outputs.get('fallback', 0)} from the voice (no face), {outputs.get('none', 0)} with neither")
     print(f"bag:         {out / 'bag'} ({counts})")
     if summary["interrupted"]:
         print(f"interrupted by {summary['signal']}: outputs hold the steps before it")
+    for warning in summary.get("warnings", []):
+        print(f"warning: {warning}")
 
 
 def _exit_code(summary: dict[str, Any]) -> int:
@@ -206,11 +266,27 @@ def cmd_demo(args: argparse.Namespace) -> int:
     print(f"demo model: {model} ({why})")
     if args.seconds <= 0:
         raise MoshifaceError(f"--seconds must be positive, got {args.seconds}")
+    if args.sessions != 1:
+        return _demo_fleet(args, SessionOptions(model=model, device=args.device, seed=args.seed))
     user_wav = _demo_user_audio(args.out, args.seconds, args.seed)
     user_face = _demo_user_face(args.out, args.seconds, args.seed) if model == "tiny" else None
     session = SessionOptions(model=model, device=args.device, seed=args.seed)
     return _run_and_report(RunConfig(user_audio=user_wav, out=args.out, session=session, overwrite=True,
                                      progress=not args.quiet, user_face=user_face))
+
+
+def _demo_fleet(args: argparse.Namespace, session) -> int:
+    """``demo --sessions N``: N conversations at once through one batched model."""
+    from .runner.fleet import run_fleet
+
+    summary = run_fleet(session, args.sessions, args.seconds, args.out)
+    print(f"sessions:    {summary['sessions']} at once, {summary['steps']} steps ({summary['model']})")
+    print(f"step time:   p50 {summary['step_ms']['p50']:.2f} ms p95 {summary['step_ms']['p95']:.2f} ms for all "
+          f"sessions, {summary['per_session_ms']:.2f} ms per session")
+    print(f"real time:   factor {summary['real_time_factor']:.3f} "
+          f"({'keeps up' if summary['real_time_factor'] < 1 else 'slower than real time'})")
+    print(f"summary:     {args.out / 'fleet.json'}")
+    return 0
 
 
 def _demo_user_audio(out: Path, seconds: float, seed: int) -> Path:

@@ -35,7 +35,7 @@ for tool in cmake c++ make; do
 done
 
 t0=$SECONDS
-"${PIP[@]}" install -r "$HERE/../requirements/ros.txt"
+"${PIP[@]}" install --no-warn-conflicts -r "$HERE/../requirements/ros.txt"
 
 # ros-jazzy-rosidl-parser pulls lark-parser 0.12, which installs into the same `lark` folder
 # as lark 1.x (requirements/test.txt) and leaves a mix of both. rosidl_parser works with

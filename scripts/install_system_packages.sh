@@ -8,10 +8,12 @@
 #
 #   bash scripts/install_system_packages.sh [VENV]
 #
-# Runs apt-get as root, or through sudo when it is available.
+# Runs apt-get as root, or through sudo when sudo needs no password. Otherwise it installs
+# nothing and prints one line: the exact `sudo apt-get install ...` command to run first.
+# MOSHIFACE_SYSTEM_PACKAGES replaces the package list (the tests use it to name a missing one).
 set -euo pipefail
 
-PACKAGES=(libportaudio2 libasound2-plugins pulseaudio pulseaudio-utils build-essential cmake iproute2)
+read -r -a PACKAGES <<< "${MOSHIFACE_SYSTEM_PACKAGES:-libportaudio2 libasound2-plugins pulseaudio pulseaudio-utils build-essential cmake iproute2}"
 if [ "$#" -ge 1 ] && [ -x "$1/bin/python" ]; then
     include=$("$1/bin/python" -c 'import sysconfig; print(sysconfig.get_paths()["include"])')
     if [ ! -f "$include/Python.h" ]; then
@@ -27,10 +29,11 @@ done
 
 if [ "$(id -u)" -eq 0 ]; then
     SUDO=()
-elif command -v sudo >/dev/null 2>&1; then
-    SUDO=(sudo)
+elif command -v sudo >/dev/null 2>&1 && sudo -n true 2>/dev/null; then
+    SUDO=(sudo -n)
 else
-    echo "install_system_packages.sh: missing ${missing[*]}: install them as root (apt-get install ${missing[*]})" >&2
+    echo "missing system packages; install them as root, then run make again:" \
+        "sudo apt-get install --no-install-recommends ${missing[*]}" >&2
     exit 1
 fi
 export DEBIAN_FRONTEND=noninteractive

@@ -25,33 +25,37 @@ def register(commands: argparse._SubParsersAction) -> None:
     sub = codec.add_subparsers(dest="codec_command", required=True, metavar="ACTION")
 
     synth = sub.add_parser("synth", help="write a dataset of synthetic FLAME-like motion")
-    synth.add_argument("--out", type=Path, required=True, metavar="DIR")
-    synth.add_argument("--vertices", type=int, default=VHAP_VERTICES)
-    synth.add_argument("--speakers", type=int, default=2)
-    synth.add_argument("--sequences", type=int, default=10, help="per speaker")
-    synth.add_argument("--frames", type=int, default=250, help=f"per sequence ({FACE_FPS} fps)")
-    synth.add_argument("--seed", type=int, default=0)
+    synth.add_argument("--out", type=Path, required=True, metavar="DIR", help="dataset directory to write")
+    synth.add_argument("--vertices", type=int, default=VHAP_VERTICES, help="vertices per mesh")
+    synth.add_argument("--speakers", type=int, default=2, help="speakers (one face shape each)")
+    synth.add_argument("--sequences", type=int, default=10, help="sequences per speaker")
+    synth.add_argument("--frames", type=int, default=250, help=f"frames per sequence ({FACE_FPS} fps)")
+    synth.add_argument("--seed", type=int, default=0, help="random seed")
     synth.set_defaults(handler=cmd_synth)
 
     train = sub.add_parser("train", help="train a codec on a dataset directory")
-    train.add_argument("--data", type=Path, required=True, metavar="DIR")
-    train.add_argument("--out", type=Path, required=True, metavar="DIR")
+    train.add_argument("--data", type=Path, required=True, metavar="DIR",
+                       help="dataset directory (moshiface codec synth, or your own; docs/face-codec.md)")
+    train.add_argument("--out", type=Path, required=True, metavar="DIR", help="checkpoint directory to write")
     train.add_argument("--config", default="paper",
-                       help="paper, paper-causal (streaming), small, small-causal, or a JSON file (default: paper)")
-    train.add_argument("--epochs", type=int, default=70, help="(default: the paper's 70)")
-    train.add_argument("--lr", type=float, default=1e-4)
-    train.add_argument("--batch-size", type=int, default=4)
+                       help="paper, paper-causal (streaming), small, small-causal, or a JSON file "
+                            "(default: %(default)s)")
+    train.add_argument("--epochs", type=int, default=70,
+                       help="passes over the training split (default: the paper's %(default)s)")
+    train.add_argument("--lr", type=float, default=1e-4, help="learning rate")
+    train.add_argument("--batch-size", type=int, default=4, help="windows per optimizer step")
     train.add_argument("--window", type=int, default=32, help="frames per training window")
     train.add_argument("--seed", type=int, default=0, help="split and initialisation seed")
-    train.add_argument("--device", default="cpu")
+    train.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N")
     train.add_argument("--resume", action="store_true", help="continue the training in --out")
-    train.add_argument("--quiet", action="store_true")
+    train.add_argument("--quiet", action="store_true", help="no progress bar")
     train.set_defaults(handler=cmd_train)
 
     evaluate = sub.add_parser("eval", help="MVE, LVE and perplexity of a codec on a dataset split")
-    evaluate.add_argument("--checkpoint", type=Path, required=True, metavar="DIR")
-    evaluate.add_argument("--data", type=Path, required=True, metavar="DIR")
-    evaluate.add_argument("--split", default="test", choices=("train", "validation", "test", "all"))
+    evaluate.add_argument("--checkpoint", type=Path, required=True, metavar="DIR", help="codec checkpoint directory")
+    evaluate.add_argument("--data", type=Path, required=True, metavar="DIR", help="dataset directory")
+    evaluate.add_argument("--split", default="test", choices=("train", "validation", "test", "all"),
+                          help="which split to measure")
     evaluate.add_argument("--regions", type=Path, default=None,
                           help="regions YAML with the lip set (default: the dataset's, else config/flame_regions.yaml)")
     evaluate.add_argument("--seed", type=int, default=0, help="the split seed used in training")
@@ -59,17 +63,18 @@ def register(commands: argparse._SubParsersAction) -> None:
     evaluate.set_defaults(handler=cmd_eval)
 
     tokenize = sub.add_parser("tokenize", help="a motion sequence -> tokens (T/2 x 8)")
-    tokenize.add_argument("--checkpoint", type=Path, required=True, metavar="DIR")
+    tokenize.add_argument("--checkpoint", type=Path, required=True, metavar="DIR", help="codec checkpoint directory")
     tokenize.add_argument("--input", type=Path, required=True, metavar="SEQ.npy", help=f"(T, V, 3) float, {FACE_FPS} fps")
     tokenize.add_argument("--neutral", type=Path, default=None, metavar="N.npy",
                           help="(V, 3) neutral mesh to subtract (input holds meshes); omit for displacements")
-    tokenize.add_argument("--out", type=Path, required=True, metavar="TOKENS.npy")
+    tokenize.add_argument("--out", type=Path, required=True, metavar="TOKENS.npy", help="(steps, 8) int64 tokens")
     tokenize.set_defaults(handler=cmd_tokenize)
 
     decode = sub.add_parser("decode", help="tokens (S x 8) -> a motion sequence (2S x V x 3 displacements)")
-    decode.add_argument("--checkpoint", type=Path, required=True, metavar="DIR")
-    decode.add_argument("--tokens", type=Path, required=True, metavar="TOKENS.npy")
-    decode.add_argument("--out", type=Path, required=True, metavar="SEQ.npy")
+    decode.add_argument("--checkpoint", type=Path, required=True, metavar="DIR", help="codec checkpoint directory")
+    decode.add_argument("--tokens", type=Path, required=True, metavar="TOKENS.npy", help="(steps, 8) integer tokens")
+    decode.add_argument("--out", type=Path, required=True, metavar="SEQ.npy",
+                        help="(frames, vertices, 3) float32 displacements in metres")
     decode.set_defaults(handler=cmd_decode)
 
 
@@ -118,8 +123,9 @@ def cmd_train(args: argparse.Namespace) -> int:
                            seed=args.seed, device=args.device, progress=not args.quiet)
     last = train_codec(args.data, args.out, args.config, options, resume=args.resume)
     val = last["validation"]
-    print(f"epoch {last['epoch']}: train loss {last['train']['loss']:.4f}; validation MVE {val['mve']:.3f} "
-          f"(zero motion {val['zero_motion_mve']:.3f}), perplexity {val['perplexity']:.3f} (x1e-3 units)")
+    print(f"epoch {last['epoch']}: train loss {last['train']['loss']:.4f}; validation MVE {val['mve']:.3f} x1e-3 m "
+          f"(zero motion {val['zero_motion_mve']:.3f} x1e-3 m), perplexity {val['perplexity']:.3f} "
+          "(normalised by the codebook size; 1.0: every code used equally)")
     print(f"checkpoint: {args.out} (model.safetensors, config.json, history.json, loss.png)")
     return 0
 

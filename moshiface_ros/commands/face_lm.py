@@ -23,7 +23,8 @@ def _register_train(commands: argparse._SubParsersAction) -> None:
         description="Stage 1 freezes the RQ-Transformer and trains the Face Transformer (lr 5e-4, batch 32, "
                     "500 steps); stage 2 fine-tunes everything (lr 2e-6 / 4e-6 / 1e-5, batch 16, 1,200 steps). "
                     "Run under torchrun on several GPUs to shard the model with FSDP.")
-    p.add_argument("--stage", type=int, required=True, choices=(1, 2))
+    p.add_argument("--stage", type=int, required=True, choices=(1, 2),
+                   help="1: the Face Transformer alone; 2: everything")
     p.add_argument("--data", type=Path, required=True, help="directory written by `moshiface data prepare`")
     p.add_argument("--out", type=Path, required=True, help="output directory (checkpoints, final/, loss.png)")
     p.add_argument("--model", default="tiny",
@@ -31,16 +32,19 @@ def _register_train(commands: argparse._SubParsersAction) -> None:
     p.add_argument("--steps", type=int, default=None, help="optimizer steps (default: the stage's)")
     p.add_argument("--batch-size", type=int, default=None, help="crops per optimizer step (default: the stage's)")
     p.add_argument("--micro-batch", type=int, default=4, help="crops per forward pass (gradient accumulation)")
-    p.add_argument("--seq-len", type=int, default=250, help="steps per crop (12.5 per second; default %(default)s)")
-    p.add_argument("--lr-temporal", type=float, default=None)
-    p.add_argument("--lr-depth", type=float, default=None)
-    p.add_argument("--lr-face", type=float, default=None)
-    p.add_argument("--face-weight", type=float, default=1.0, help="lambda of the face loss (default %(default)s)")
-    p.add_argument("--warmup-steps", type=int, default=0)
-    p.add_argument("--weight-decay", type=float, default=0.0)
-    p.add_argument("--grad-clip", type=float, default=1.0)
-    p.add_argument("--eval-every", type=int, default=100)
-    p.add_argument("--save-every", type=int, default=100)
+    p.add_argument("--seq-len", type=int, default=250, help="steps per crop (12.5 per second; default: %(default)s)")
+    p.add_argument("--lr-temporal", type=float, default=None,
+                   help="learning rate of the temporal transformer (default: the stage's, 0 / 2e-6)")
+    p.add_argument("--lr-depth", type=float, default=None,
+                   help="learning rate of the depth transformer (default: the stage's, 0 / 4e-6)")
+    p.add_argument("--lr-face", type=float, default=None,
+                   help="learning rate of the Face Transformer (default: the stage's, 5e-4 / 1e-5)")
+    p.add_argument("--face-weight", type=float, default=1.0, help="lambda of the face loss (default: %(default)s)")
+    p.add_argument("--warmup-steps", type=int, default=0, help="linear learning-rate warm-up")
+    p.add_argument("--weight-decay", type=float, default=0.0, help="AdamW weight decay")
+    p.add_argument("--grad-clip", type=float, default=1.0, help="gradient norm clip")
+    p.add_argument("--eval-every", type=int, default=100, help="validation loss every N steps")
+    p.add_argument("--save-every", type=int, default=100, help="checkpoint every N steps")
     p.add_argument("--user-face-dropout", type=float, default=0.0,
                    help="probability of hiding the user's face for a crop (teaches the absent-face case)")
     p.add_argument("--stage1-face-inputs", action="store_true",
@@ -48,9 +52,10 @@ def _register_train(commands: argparse._SubParsersAction) -> None:
     p.add_argument("--no-prev-face-tokens", action="store_true",
                    help="ablation: no previous-step face tokens in the Face Transformer's queries (stage 1, or "
                         "stage 2 from plain Moshi)")
-    p.add_argument("--activation-checkpointing", action="store_true")
-    p.add_argument("--device", default="auto")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--activation-checkpointing", action="store_true",
+                   help="recompute activations in the backward pass (less memory, more time)")
+    p.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
+    p.add_argument("--seed", type=int, default=0, help="random seed")
     p.add_argument("--resume", action="store_true", help="continue from the last checkpoint in --out")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(handler=cmd_train)
@@ -63,7 +68,7 @@ def _register_data(commands: argparse._SubParsersAction) -> None:
                        description="Each dialogue directory holds <speaker>.wav and <speaker>.npy for two speakers "
                                    "and transcript.json; see docs/moshi-face.md.")
     p.add_argument("--dialogues", type=Path, required=True, help="a dialogue directory, or a directory of them")
-    p.add_argument("--out", type=Path, required=True)
+    p.add_argument("--out", type=Path, required=True, help="output directory (tokens/, splits)")
     p.add_argument("--codec", type=Path, required=True, help="face codec checkpoint directory")
     p.add_argument("--model", default="tiny", help="the speech model whose Mimi and tokenizer to use")
     p.add_argument("--tokenizer", type=Path, default=None, help="SentencePiece model (default: the model's)")
@@ -71,10 +76,10 @@ def _register_data(commands: argparse._SubParsersAction) -> None:
                    help="file of dialogue names held out for test (those the face codec never saw)")
     p.add_argument("--test-count", type=int, default=None, help="draw this many test dialogues instead")
     p.add_argument("--window-steps", type=int, default=250, help="face codec window in steps")
-    p.add_argument("--device", default="auto")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
+    p.add_argument("--seed", type=int, default=0, help="random seed")
     p.add_argument("--overwrite", action="store_true", help="tokenize again dialogues already done")
-    p.add_argument("--quiet", action="store_true")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(handler=cmd_data_prepare)
 
 
@@ -85,16 +90,16 @@ def _register_eval(commands: argparse._SubParsersAction) -> None:
     p.add_argument("--data", type=Path, required=True, help="prepared data (its test split is used)")
     p.add_argument("--model", required=True, help="Moshi-Face checkpoint DIR (or tiny)")
     p.add_argument("--codec", type=Path, required=True, help="face codec checkpoint directory")
-    p.add_argument("--out", type=Path, required=True)
+    p.add_argument("--out", type=Path, required=True, help="output directory (results.json, eval.png)")
     p.add_argument("--regions", type=Path, default=None, help="vertex regions YAML with 'lips'")
     p.add_argument("--mode", default="teacher-forced,free-run", help="teacher-forced, free-run, or both (comma)")
-    p.add_argument("--max-dialogues", type=int, default=None)
+    p.add_argument("--max-dialogues", type=int, default=None, help="test dialogues to use (default: all)")
     p.add_argument("--max-steps", type=int, default=None, help="steps per test conversation (default: all)")
-    p.add_argument("--free-runs", type=int, default=4)
-    p.add_argument("--free-run-steps", type=int, default=250)
-    p.add_argument("--device", default="auto")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--quiet", action="store_true")
+    p.add_argument("--free-runs", type=int, default=4, help="conversations of two models talking")
+    p.add_argument("--free-run-steps", type=int, default=250, help="steps per free-run conversation")
+    p.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
+    p.add_argument("--seed", type=int, default=0, help="random seed")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(handler=cmd_eval)
 
 

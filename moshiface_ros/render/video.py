@@ -101,18 +101,55 @@ class MeshPainter:
                 cv2.fillPoly(canvas, list(polygons[chosen]), colour, lineType=cv2.LINE_AA, shift=4)
 
 
+TITLE_SCALES = (0.6, 0.5, 0.42)  # the bar panel's title shrinks to these before it wraps
+TITLE_MARGIN = 12  # pixels left and right of the title
+
+
+def title_lines(title: str, width: int) -> tuple[float, list[str]]:
+    """The font scale and lines that show ``title`` whole within ``width`` pixels.
+
+    A title such as "actuators (recorded; bars span the recorded range)" is wider than the
+    bar panel of a 960x540 preview at the panel's usual size: it is drawn smaller first, then
+    wrapped at spaces, so a user reads all of it (a single word wider than the panel still
+    gets a line of its own).
+    """
+    def fits(text: str, scale: float) -> bool:
+        return cv2.getTextSize(text, cv2.FONT_HERSHEY_SIMPLEX, scale, 1)[0][0] <= width
+
+    for scale in TITLE_SCALES:
+        if fits(title, scale):
+            return scale, [title]
+    scale, lines = TITLE_SCALES[-1], []
+    for word in title.split():
+        if lines and fits(f"{lines[-1]} {word}", scale):
+            lines[-1] = f"{lines[-1]} {word}"
+        else:
+            lines.append(word)
+    return scale, lines
+
+
+def _draw_title(canvas: np.ndarray, title: str) -> int:
+    """Draws the bar panel's title; returns the row where the bars may start."""
+    scale, lines = title_lines(title, canvas.shape[1] - 2 * TITLE_MARGIN)
+    line_height = int(40 * scale)
+    for k, line in enumerate(lines):
+        cv2.putText(canvas, line, (TITLE_MARGIN, 24 + k * line_height), cv2.FONT_HERSHEY_SIMPLEX, scale, TEXT, 1,
+                    cv2.LINE_AA)
+    return 36 + (len(lines) - 1) * line_height
+
+
 def _draw_bars(canvas: np.ndarray, track: BarTrack, row: np.ndarray | None) -> None:
     height, width = canvas.shape[:2]
-    cv2.putText(canvas, track.title, (12, 24), cv2.FONT_HERSHEY_SIMPLEX, 0.6, TEXT, 1, cv2.LINE_AA)
+    first = _draw_title(canvas, track.title)
     count = len(track.names)
     columns = 1 if count <= 20 else 2
     rows = -(-count // columns)
-    pitch = max(8, min(28, (height - 40) // max(rows, 1)))
+    pitch = max(8, min(28, (height - first - 4) // max(rows, 1)))
     col_width = width // columns
     label_width = min(150, col_width // 2) if columns == 1 else int(col_width * 0.62)
     for i, name in enumerate(track.names):
         col, r = divmod(i, rows)
-        x0, y0 = col * col_width + 8, 36 + r * pitch
+        x0, y0 = col * col_width + 8, first + r * pitch
         bar_x0, bar_x1 = x0 + label_width, (col + 1) * col_width - 12
         font = 0.32 if pitch < 16 or columns > 1 else 0.45
         cv2.putText(canvas, name[:22], (x0, y0 + pitch - 4), cv2.FONT_HERSHEY_SIMPLEX, font, TEXT, 1, cv2.LINE_AA)

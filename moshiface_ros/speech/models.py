@@ -12,6 +12,7 @@ model (see ``face_lm.weights``).
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -68,8 +69,10 @@ class ModelSpec:
             return cls("hf", repo)
         path = Path(text).expanduser()
         if not path.is_dir():
+            looks_like_repo = re.fullmatch(r"[A-Za-z0-9][\w.-]*/[\w.-]+", text) is not None
+            hint = f"; for the Hugging Face repository, write --model hf:{text}" if looks_like_repo else ""
             raise MoshifaceError(
-                f"--model {text!r} is neither 'tiny', 'hf:OWNER/NAME' nor an existing checkpoint directory"
+                f"--model {text!r} is neither 'tiny', 'hf:OWNER/NAME' nor an existing checkpoint directory{hint}"
             )
         return cls("dir", str(path))
 

@@ -7,6 +7,13 @@ width; smaller is nearer the camera). With ``refine_landmarks`` the last ten are
 
 from __future__ import annotations
 
+import contextlib
+import os
+import re
+import sys
+import tempfile
+import threading
+from collections.abc import Iterator
 from dataclasses import dataclass
 
 import numpy as np
@@ -34,6 +41,41 @@ class Landmarks:
         return int(x0), int(y0), int(max(x1 - x0, 0)), int(max(y1 - y0, 0))
 
 
+# What MediaPipe's native code (TFLite, absl logging) writes straight to file descriptor 2
+# while its graph starts and runs its first frames; none of it concerns the user, and neither
+# GLOG_minloglevel nor TF_CPP_MIN_LOG_LEVEL silences mediapipe 0.10.21's absl logging.
+NATIVE_CHATTER = re.compile(
+    r"^(INFO: Created TensorFlow Lite|WARNING: All log messages before absl::InitializeLog"
+    r"|[IW]\d{4} [\d:. ]+\s+\d+ \w+\.cc:\d+\])")
+_STDERR_LOCK = threading.Lock()  # one redirect of fd 2 at a time: they would otherwise interleave
+
+
+@contextlib.contextmanager
+def native_chatter_filtered() -> Iterator[None]:
+    """Runs the body with fd 2 sent to a temporary file, then writes back every line of it
+    that is not MediaPipe's start-up chatter (so an error from anywhere else still shows)."""
+    with _STDERR_LOCK, tempfile.TemporaryFile() as capture:
+        sys.stderr.flush()
+        try:
+            saved = os.dup(2)
+        except OSError:  # no fd 2 at all (a daemon): nothing can reach a terminal anyway
+            yield
+            return
+        os.dup2(capture.fileno(), 2)
+        try:
+            yield
+        finally:
+            sys.stderr.flush()
+            os.dup2(saved, 2)
+            os.close(saved)
+            capture.seek(0)
+            kept = [line for line in capture.read().decode(errors="replace").splitlines(keepends=True)
+                    if not NATIVE_CHATTER.match(line)]
+            if kept:
+                sys.stderr.write("".join(kept))
+                sys.stderr.flush()
+
+
 def _mediapipe_face_mesh():
     try:
         from mediapipe.python.solutions import face_mesh
@@ -57,14 +99,25 @@ class FaceLandmarker:
     def __init__(self, *, static_images: bool = False, min_detection_confidence: float = 0.5,
                  min_tracking_confidence: float = 0.5) -> None:
         face_mesh = _mediapipe_face_mesh()
-        self._mesh = face_mesh.FaceMesh(static_image_mode=static_images, max_num_faces=1,
-                                        refine_landmarks=True,
-                                        min_detection_confidence=min_detection_confidence,
-                                        min_tracking_confidence=min_tracking_confidence)
+        with native_chatter_filtered():
+            self._mesh = face_mesh.FaceMesh(static_image_mode=static_images, max_num_faces=1,
+                                            refine_landmarks=True,
+                                            min_detection_confidence=min_detection_confidence,
+                                            min_tracking_confidence=min_tracking_confidence)
+            # The graph opens its calculators on its own threads, which log as they do: one blank
+            # frame waits for all of them while fd 2 is still redirected (it holds no face, so
+            # tracking state is untouched).
+            self._mesh.process(np.zeros((64, 64, 3), np.uint8))
+        self._quiet_until_face = True  # the landmark calculators log again on the first face they see
 
     def __call__(self, rgb: np.ndarray) -> Landmarks | None:
         frame = check_frame(rgb)
-        result = self._mesh.process(frame)
+        if self._quiet_until_face:
+            with native_chatter_filtered():
+                result = self._mesh.process(frame)
+            self._quiet_until_face = not result.multi_face_landmarks
+        else:
+            result = self._mesh.process(frame)
         if not result.multi_face_landmarks:
             return None
         h, w = frame.shape[:2]
