@@ -55,6 +55,11 @@ def main() -> None:
     parser.add_argument("--width", type=int, default=640)
     parser.add_argument("--height", type=int, default=480)
     args = parser.parse_args()
+    try:
+        import skimage  # noqa: F401  (the test photo of a face)
+    except ImportError:
+        print("tracking: skipped, needs scikit-image (a test dependency; `make test` installs it)")
+        return
     if hasattr(os, "sched_setaffinity"):
         os.sched_setaffinity(0, {sorted(os.sched_getaffinity(0))[0]})
     import cv2

@@ -27,7 +27,8 @@ import torch
 from moshi.models import lm_utils, loaders
 from moshi.models.compression import MimiModel
 from moshi.models.lm import LMGen, LMModel, scatter_with_mask_
-from moshi.modules.streaming import StreamingModule
+from moshi.modules.streaming import State, StreamingModule
+from moshi.modules.transformer import StreamingTransformer
 from moshi.quantization.core_vq import EuclideanCodebook
 from moshi.utils.compile import CUDAGraphed, no_compile, no_cuda_graph
 from moshi.utils.sampling import sample_token
@@ -37,7 +38,8 @@ from .errors import MoshifaceError
 MOSHI_VERSION = "0.2.13"  # the moshi this module was written and tested against
 
 __all__ = [
-    "CUDAGraphed", "LMGen", "MOSHI_VERSION", "StreamingLMGen", "codebook_inputs", "codebooks",
+    "CUDAGraphed", "LMGen", "MOSHI_VERSION", "OwnStateModule", "State", "StreamingLMGen", "TransformerLayerWeights",
+    "transformer_layer_weights", "codebook_inputs", "codebooks",
     "default_lm_kwargs", "default_mimi_config", "delay_sequence", "fill_codebook", "forget_streaming_children",
     "init_layer", "initial_tokens", "no_compile", "no_cuda_graph", "sample_token", "scatter_with_mask_",
     "undelay_sequence",
@@ -211,3 +213,47 @@ class StreamingLMGen(LMGen):
             callback(reset_mask)
 
         state.reset_callback = reset
+
+
+# -- streaming modules of our own ------------------------------------------------------------------
+
+
+class OwnStateModule(StreamingModule):
+    """A streaming module whose state (a ``State`` subclass) comes from ``new_state``: moshi's
+    ``streaming()`` creates it and ``reset_streaming(reset_mask)`` resets it with the rest."""
+
+    def _init_streaming_state(self, batch_size: int) -> State:
+        return self.new_state(batch_size)
+
+    def new_state(self, batch_size: int) -> State:
+        raise NotImplementedError
+
+    @property
+    def state(self) -> Any:
+        """The live state (None outside streaming)."""
+        return self._streaming_state
+
+
+class TransformerLayerWeights(tuple):
+    """One layer of moshi's ``StreamingTransformer``, by name: (norm1, in_proj, out_proj,
+    norm2, linear1, linear2) -- the layer norms as modules, the rest as weight tensors."""
+
+    __slots__ = ()
+
+
+def transformer_layer_weights(transformer: StreamingTransformer) -> list[TransformerLayerWeights]:
+    """The weights of each layer of a ``StreamingTransformer`` built as the face codec builds
+    it (layer norm, plain GELU feed-forward, no layer scale, one projection per step, heads not
+    shared); anything else is a ``MoshifaceError`` naming what differs."""
+    layers = []
+    for index, layer in enumerate(transformer.layers):
+        attention = layer.self_attn
+        plain = (isinstance(layer.norm1, torch.nn.LayerNorm) and layer.gating is None
+                 and isinstance(layer.layer_scale_1, torch.nn.Identity) and attention.kv_repeat == 1
+                 and len(attention.in_projs) == 1 and layer.cross_attention is None)
+        if not plain:
+            raise MoshifaceError(f"transformer layer {index} is not the plain layer the fast step supports")
+        layers.append(TransformerLayerWeights((
+            layer.norm1, attention.in_projs[0].weight, attention.out_projs[0].weight,
+            layer.norm2, layer.linear1.weight, layer.linear2.weight)))
+    return layers

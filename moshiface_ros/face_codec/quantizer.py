@@ -46,6 +46,7 @@ class VectorQuantizer(nn.Module):
         else:
             self.register_buffer("usage", torch.ones(codebook_size))
             self.learned = nn.Parameter(torch.randn(codebook_size, dim))
+        self._frozen: tuple[tuple, torch.Tensor, torch.Tensor] | None = None
 
     @property
     def codebook(self) -> torch.Tensor:
@@ -53,15 +54,28 @@ class VectorQuantizer(nn.Module):
             return self.learned
         return self.embedding_sum / self.usage.clamp(min=self.eps)[:, None]
 
+    def _frozen_codebook(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """The codebook and its entries' squared norms, without autograd, computed again only
+        when a buffer or the parameter it comes from changed (a streaming step then skips
+        rebuilding a K x C table twice per step)."""
+        sources = (self.usage, self.embedding_sum if self.learned is None else self.learned)
+        key = tuple((t.data_ptr(), t._version) for t in sources)
+        if self._frozen is None or self._frozen[0] != key:
+            with torch.no_grad():
+                book = self.codebook.detach()
+                self._frozen = (key, book, book.pow(2).sum(-1))
+        return self._frozen[1], self._frozen[2]
+
     def nearest(self, flat: torch.Tensor) -> torch.Tensor:
         """Index of the nearest codebook entry for each row of ``flat`` (M, C)."""
-        codebook = self.codebook
-        distances = (flat.pow(2).sum(-1, keepdim=True) - 2 * flat @ codebook.t()
-                     + codebook.pow(2).sum(-1)[None, :])
+        codebook, norms = self._frozen_codebook()
+        distances = flat.pow(2).sum(-1, keepdim=True) - 2 * flat @ codebook.t() + norms[None, :]
         return distances.argmin(-1)
 
     def lookup(self, indices: torch.Tensor) -> torch.Tensor:
-        return F.embedding(indices, self.codebook)
+        if self.learned is not None and torch.is_grad_enabled() and self.learned.requires_grad:
+            return F.embedding(indices, self.codebook)  # the codebook loss needs the gradient
+        return F.embedding(indices, self._frozen_codebook()[0])
 
     def forward(self, z: torch.Tensor) -> Quantized:
         flat = z.reshape(-1, self.dim)

@@ -92,7 +92,11 @@ class RetargetNode(Releasable, Node):
         self._marker_pub = self.create_publisher(Marker, s.marker_topic, COMMAND_QOS) if s.marker_enabled else None
         self.create_subscription(FaceFrame, ROBOT_FACE, self._on_face, FACE_QOS)
         self.create_subscription(AudioChunk, ROBOT_AUDIO, self._on_audio, AUDIO_QOS)
-        self.create_timer(1.0 / s.command_rate_hz, self._on_send_timer)
+        # The send timer runs only while something is held for later (see _wake_sender).
+        self._send_timer = None
+        if self._presenter.sends_later:
+            self._send_timer = self.create_timer(1.0 / s.command_rate_hz, self._on_send_timer)
+            self._send_timer.cancel()
         if self._marker_pub is not None:
             self.create_timer(1.0 / s.marker_rate_hz, self._on_marker_timer)
         self.get_logger().info(
@@ -135,6 +139,8 @@ class RetargetNode(Releasable, Node):
         if command is not None and self._command_pub is not None:
             delay_ms = self._head.presentation_delay_ms
             self._command_pub.publish(joint_trajectory_to_msg(command, self._factory, delay_ms))
+        if self._send_timer is not None and self._send_timer.is_canceled() and self._presenter.pending():
+            self._send_timer.reset()
 
     # -- output -------------------------------------------------------------------------
 
@@ -147,6 +153,8 @@ class RetargetNode(Releasable, Node):
                 self._livelink.send(due.livelink)
             except (OSError, ValueError) as exc:
                 self._warn_once("livelink", f"cannot send Live Link packets: {exc}")
+        if not self._presenter.pending():
+            self._send_timer.cancel()  # nothing held: sleep until _handle queues again
 
     def _on_marker_timer(self) -> None:
         if self._marker_pub.get_subscription_count() == 0:

@@ -68,6 +68,18 @@ class HeadPresenter:
             return None
         return output.actuators
 
+    @property
+    def sends_later(self) -> bool:
+        """Whether anything is ever held for a later send (forward commands, Live Link);
+        without either, a node needs no send timer at all."""
+        return self.schedule is not None or self.livelink is not None
+
+    def pending(self) -> int:
+        """Values still held for a later send: when 0, a node's send timer can sleep until
+        ``accept`` queues something again (an idle timer at 250 Hz costs a core ~7 %)."""
+        return ((self.schedule.pending() if self.schedule is not None else 0)
+                + (self.livelink.pending() if self.livelink is not None else 0))
+
     def due(self, now_ns: int) -> Due:
         """What became due by ``now_ns`` (forward positions only when one changed)."""
         positions = self.schedule.due(now_ns) if self.schedule is not None else None

@@ -200,7 +200,7 @@ class HeadRetargeter:
         self._last_face_ns = int(frame.stamp_ns)
         output = self._output(int(frame.stamp_ns), "face", weights, features, frame.frame_id)
         output.vertices = (model.neutral + displacement).astype(np.float32)
-        if frame.eye_pose.size == 6:
+        if frame.eye_pose.size == 6 and np.isfinite(frame.eye_pose).all():  # a bad pose leaves the eyes still
             output.eye_rotations = tuple(float(a) for i in (0, 3) for a in euler_from_matrix(rodrigues(frame.eye_pose[i: i + 3])))
         return output
 

@@ -27,6 +27,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 import numpy as np
+from scipy.linalg.lapack import dposv as _cholesky_solve  # LAPACK's SPD solve, without numpy's per-call checks
 
 from .arkit import DEFAULT_EXCLUSIVE_PAIRS, symmetric_pairs
 from .rig import Rig
@@ -51,9 +52,53 @@ class SolverConfig:
 
 def box_qp(H: np.ndarray, q: np.ndarray, upper: np.ndarray, w0: np.ndarray,
            max_iterations: int = 50, tol: float = 1e-7) -> tuple[np.ndarray, int]:
-    """argmin 1/2 w'Hw - q'w subject to 0 <= w <= upper (H symmetric positive definite).
+    """argmin 1/2 w'Hw - q'w subject to 0 <= w <= upper (H symmetric positive definite);
+    returns (w, iterations).
 
-    Bertsekas' projected Newton method: Newton steps on the variables not held at a bound,
+    First a primal-dual active-set method warm-started from ``w0``'s bounds: each
+    iteration solves the free variables exactly and moves every variable whose bound or
+    multiplier is wrong; on a face stream the active set barely changes from frame to
+    frame, so it ends in 1-2 K x K solves with the exact optimum (KKT checked). It can
+    cycle on hard problems, so after a few iterations the projected Newton method below
+    takes over from where it is."""
+    w, iterations = _active_set(H, q, upper, w0)
+    if w is not None:
+        return w, iterations
+    w, more = _projected_newton(H, q, upper, w0, max_iterations, tol)
+    return w, iterations + more
+
+
+def _active_set(H: np.ndarray, q: np.ndarray, upper: np.ndarray, w0: np.ndarray,
+                max_iterations: int = 6) -> tuple[np.ndarray | None, int]:
+    """Primal-dual active set; (None, iterations) when it has not converged."""
+    pinned = upper <= 0.0  # held at zero whatever the gradient says
+    at_upper = (w0 >= upper) & ~pinned
+    at_lower = ((w0 <= 0.0) | pinned) & ~at_upper
+    scale = float(np.abs(q).max()) + float(np.abs(np.diag(H)).max()) + 1e-30
+    tol = 1e-12 * scale
+    for iteration in range(1, max_iterations + 1):
+        free = ~(at_lower | at_upper)
+        w = np.where(at_upper, upper, 0.0)
+        index = np.flatnonzero(free)
+        if index.size:
+            _, x, info = _cholesky_solve(H[index[:, None], index], q[index] - H[index] @ w)
+            if info:
+                return None, iteration
+            w[index] = x
+        g = H @ w - q
+        low, high = free & (w < -tol), free & (w > upper + tol)
+        release_lower = at_lower & ~pinned & (g < -tol)
+        release_upper = at_upper & (g > tol)
+        if not (low | high | release_lower | release_upper).any():
+            return np.minimum(np.maximum(w, 0.0), upper), iteration
+        at_lower = (at_lower & ~release_lower) | low
+        at_upper = (at_upper & ~release_upper) | high
+    return None, max_iterations
+
+
+def _projected_newton(H: np.ndarray, q: np.ndarray, upper: np.ndarray, w0: np.ndarray,
+                      max_iterations: int = 50, tol: float = 1e-7) -> tuple[np.ndarray, int]:
+    """Bertsekas' projected Newton method: Newton steps on the variables not held at a bound,
     scaled gradient steps on those that are, projected onto the box, with an Armijo search
     along the projection arc; returns (w, iterations). Written for K ~ 50: plain numpy on
     small arrays, no per-call allocation beyond what each step needs."""
@@ -124,10 +169,12 @@ class BlendshapeSolver:
         pairs = c.exclusive_pairs if c.exclusive_pairs is not None else DEFAULT_EXCLUSIVE_PAIRS
         self.exclusive_pairs = [(index[a], index[b]) for a, b in pairs if a in index and b in index]
         self._previous: np.ndarray | None = None
+        self._unclamped: np.ndarray | None = None  # last frame's solution before the pair clamps
         self.iterations = 0
 
     def reset(self) -> None:
         self._previous = None
+        self._unclamped = None
 
     def solve(self, displacement: np.ndarray) -> np.ndarray:
         """Weights in [0, 1] (float32, K) for one frame's V x 3 displacement."""
@@ -142,7 +189,10 @@ class BlendshapeSolver:
             hessian = self._hessian_temporal
             q, start = b - c.l1 * self._energy + c.temporal * self._energy * self._previous, self._previous
         upper = np.ones(len(b))
+        if self._unclamped is not None:
+            start = self._unclamped  # the same unclamped problem as last frame: its bounds are the best guess
         w, self.iterations = box_qp(hessian, q, upper, start, c.max_iterations)
+        self._unclamped = w
         for _ in range(len(self.exclusive_pairs)):  # clamps only grow: this ends
             clamp = [j if w[i] >= w[j] else i for i, j in self.exclusive_pairs if min(w[i], w[j]) > _ACTIVE]
             if not clamp:

@@ -60,6 +60,52 @@ class StepOutput:
     face_tokens: np.ndarray | None = None  # (8,) robot face tokens; None for audio-only models or warming up
 
 
+def token_piece(models: SpeechModels, token: int) -> str | None:
+    """The text of a token, or None for padding; a token the tokenizer does not know
+    (the tiny random model has no tokenizer) shows as ``<id>``."""
+    if token in (models.lm.text_padding_token_id, models.lm.end_of_text_padding_id):
+        return None
+    tokenizer = models.tokenizer
+    if tokenizer is None or token >= tokenizer.vocab_size():
+        return f"<{token}>"
+    return tokenizer.id_to_piece(token).replace("\u2581", " ")
+
+
+def check_user_face(models: SpeechModels, tokens: np.ndarray) -> np.ndarray:
+    """The user's N face tokens as int64, or a ``ValueError`` naming what is wrong with them."""
+    n = models.lm.face_config.n_tokens
+    array = np.asarray(tokens)
+    if array.shape != (n,) or not np.issubdtype(array.dtype, np.integer):
+        raise ValueError(f"user face tokens must be {n} integers, got shape {array.shape} of {array.dtype}")
+    card = models.lm.face_config.card
+    if array.min() < 0 or array.max() >= card:
+        raise ValueError(f"user face tokens must lie in [0, {card}), got {array.min()}..{array.max()}")
+    return array.astype(np.int64)
+
+
+def step_contexts(device: torch.device, cuda_graphs: bool) -> contextlib.ExitStack:
+    """What every step runs under: no autograd (not inference_mode: a reset edits the
+    streaming state), moshi's CUDA graphs off when asked, its lazy compile off on a CPU."""
+    stack = contextlib.ExitStack()
+    stack.enter_context(torch.no_grad())
+    if not cuda_graphs:
+        stack.enter_context(no_cuda_graph())
+    if device.type != "cuda":
+        stack.enter_context(no_compile())
+    return stack
+
+
+def build_generator(models: SpeechModels, sampling: Sampling, out_of_sync: bool = False) -> LMGen:
+    """Moshi's ``LMGen`` (audio-only model) or ``FaceLMGen`` (Moshi-Face) with ``sampling``.
+    ``out_of_sync``: batch slots keep their own clocks (a slot that joins late warms up
+    on its own; moshi then never returns None, it marks a slot's warm-up tokens instead)."""
+    kwargs = dict(temp=sampling.temperature, temp_text=sampling.text_temperature,
+                  top_k=sampling.top_k, top_k_text=sampling.text_top_k, support_out_of_sync=out_of_sync)
+    if isinstance(models.lm, FaceLMModel):
+        return FaceLMGen(models.lm, face_temp=sampling.face_temperature, face_top_k=sampling.face_top_k, **kwargs)
+    return LMGen(models.lm, **kwargs)
+
+
 class SpeechEngine:
     """Drives Mimi and ``LMGen`` one step at a time with explicit streaming state.
 
@@ -82,16 +128,8 @@ class SpeechEngine:
         self.cuda_graphs = cuda_graphs
         self.device = next(models.lm.parameters()).device
         self._mimi = models.mimi
-        gen_kwargs = dict(temp=sampling.temperature, temp_text=sampling.text_temperature,
-                          top_k=sampling.top_k, top_k_text=sampling.text_top_k)
-        self._face_tokens = 0
-        if isinstance(models.lm, FaceLMModel):
-            self._gen = FaceLMGen(models.lm, face_temp=sampling.face_temperature,
-                                  face_top_k=sampling.face_top_k, **gen_kwargs)
-            self._face_tokens = models.lm.face_config.n_tokens
-        else:
-            self._gen = LMGen(models.lm, **gen_kwargs)
-        self._padding_ids = {models.lm.text_padding_token_id, models.lm.end_of_text_padding_id}
+        self._gen = build_generator(models, sampling)
+        self._face_tokens = models.lm.face_config.n_tokens if isinstance(models.lm, FaceLMModel) else 0
         self._silence = np.zeros(FRAME_SIZE, dtype=np.float32)
         if models.mimi.is_streaming or models.lm.is_streaming:
             raise RuntimeError("these models are driven by another SpeechEngine: close() it first")
@@ -148,34 +186,16 @@ class SpeechEngine:
     def piece(self, token: int) -> str | None:
         """The text of a token, or None for padding. A token the tokenizer does not know
         (the tiny random model has no tokenizer) shows as ``<id>``."""
-        if token in self._padding_ids:
-            return None
-        tokenizer = self.models.tokenizer
-        if tokenizer is None or token >= tokenizer.vocab_size():
-            return f"<{token}>"
-        return tokenizer.id_to_piece(token).replace("\u2581", " ")
+        return token_piece(self.models, token)
 
     def _contexts(self) -> contextlib.ExitStack:
-        stack = contextlib.ExitStack()
-        stack.enter_context(torch.no_grad())  # not inference_mode: reset() edits the state
-        if not self.cuda_graphs:
-            stack.enter_context(no_cuda_graph())
-        if self.device.type != "cuda":
-            stack.enter_context(no_compile())
-        return stack
+        return step_contexts(self.device, self.cuda_graphs)
 
     def _user_face(self, tokens: np.ndarray | None) -> torch.Tensor | None:
         """Checks the user's face tokens; None stays None (the absent face, see above)."""
         if tokens is None or not self.has_face:
             return None
-        array = np.asarray(tokens)
-        if array.shape != (self._face_tokens,) or not np.issubdtype(array.dtype, np.integer):
-            raise ValueError(f"user face tokens must be {self._face_tokens} integers, got "
-                             f"shape {array.shape} of {array.dtype}")
-        card = self.models.lm.face_config.card
-        if array.min() < 0 or array.max() >= card:
-            raise ValueError(f"user face tokens must lie in [0, {card}), got {array.min()}..{array.max()}")
-        return torch.from_numpy(array.astype(np.int64)).to(self.device).view(1, -1, 1)
+        return torch.from_numpy(check_user_face(self.models, tokens)).to(self.device).view(1, -1, 1)
 
     def step(self, pcm: np.ndarray, user_face_tokens: np.ndarray | None = None) -> StepOutput:
         """Advances the conversation by 80 ms; ``pcm`` is 1920 mono samples at 24 kHz.

@@ -1,0 +1,104 @@
+"""Batched sessions on real moshi code (tiny random Moshi-Face): B conversations stepped in
+one forward pass give, with greedy sampling, exactly what each gives stepped alone."""
+
+import os
+
+os.environ.setdefault("NO_TORCH_COMPILE", "1")
+
+import numpy as np
+import pytest
+
+from moshiface_ros.audio.synth import synthetic_speech
+from moshiface_ros.constants import FACE_CARD, FACE_TOKENS, FRAME_SIZE
+from moshiface_ros.speech.batch import BatchedEngine
+from moshiface_ros.speech.engine import Sampling, SpeechEngine
+from moshiface_ros.speech.models import build_tiny
+
+pytestmark = pytest.mark.usefixtures("one_thread")
+
+GREEDY = Sampling(temperature=0.0, text_temperature=0.0, face_temperature=0.0)
+STEPS = 10
+
+
+@pytest.fixture(scope="module")
+def tiny():
+    return build_tiny()
+
+
+def conversation(seed: int, steps: int = STEPS) -> tuple[list[np.ndarray], list[np.ndarray | None]]:
+    """A user's audio frames and face tokens (unseen every third step)."""
+    pcm = synthetic_speech(steps * FRAME_SIZE / 24000, 24000, seed=seed)
+    faces = np.random.default_rng(seed).integers(0, FACE_CARD, (steps, FACE_TOKENS))
+    return ([pcm[i * FRAME_SIZE:(i + 1) * FRAME_SIZE] for i in range(steps)],
+            [None if i % 3 == 2 else faces[i] for i in range(steps)])
+
+
+def alone(models, audio, faces):
+    with SpeechEngine(models, GREEDY, seed=0) as engine:
+        return [engine.step(a, f) for a, f in zip(audio, faces)]
+
+
+def assert_same(batched, single, label):
+    assert len(batched) == len(single), label
+    for i, (b, s) in enumerate(zip(batched, single)):
+        where = f"{label}, step {i}"
+        assert b.step == s.step, where
+        assert np.array_equal(b.user_tokens, s.user_tokens), where
+        assert b.text_token == s.text_token and b.text_piece == s.text_piece, where
+        for mine, theirs in ((b.audio_tokens, s.audio_tokens), (b.face_tokens, s.face_tokens)):
+            assert (mine is None) == (theirs is None), where
+            assert mine is None or np.array_equal(mine, theirs), where
+        np.testing.assert_allclose(b.pcm, s.pcm, atol=1e-4, err_msg=where)
+
+
+def test_batched_equals_alone_with_a_late_join_and_a_reset(tiny):
+    a, late, before, after = conversation(1), conversation(2), conversation(3, 4), conversation(4)
+    expected = {"a": alone(tiny, *a), "late": alone(tiny, *late), "before": alone(tiny, *before),
+                "after": alone(tiny, *after)}
+    got = {name: [] for name in expected}
+    join, reset = 3, 4
+    with BatchedEngine(tiny, 4, GREEDY, seed=0) as engine:  # slot 3 stays idle throughout
+        for t in range(reset + STEPS):
+            pcm, faces, names = {}, {}, {}
+            if t < STEPS:
+                pcm[0], faces[0], names[0] = a[0][t], a[1][t], "a"
+            if join <= t < join + STEPS:
+                pcm[1], faces[1], names[1] = late[0][t - join], late[1][t - join], "late"
+            if t == reset:
+                engine.reset(2)
+            if t < reset:
+                pcm[2], faces[2], names[2] = before[0][t], before[1][t], "before"
+            elif t < reset + STEPS:
+                pcm[2], faces[2], names[2] = after[0][t - reset], after[1][t - reset], "after"
+            out = engine.step(pcm, faces)
+            assert sorted(out) == sorted(pcm)
+            for slot, name in names.items():
+                got[name].append(out[slot])
+        assert engine.steps == [STEPS, STEPS, STEPS, 0]
+    for name in expected:
+        assert_same(got[name], expected[name], name)
+    # the conversations really differ, so equality above is not trivial
+    assert [o.text_token for o in got["a"]] != [o.text_token for o in got["late"]]
+
+
+def test_batched_sessions_stay_apart(tiny):
+    """Two slots fed the same input give the same output; a third, different input does not."""
+    audio, faces = conversation(5)
+    other = conversation(6)
+    with BatchedEngine(tiny, 3, GREEDY) as engine:
+        outs = [engine.step({0: audio[t], 1: audio[t], 2: other[0][t]}, {0: faces[t], 1: faces[t]})
+                for t in range(STEPS)]
+    assert all(o[0].text_token == o[1].text_token and np.array_equal(o[0].pcm, o[1].pcm) for o in outs)
+    assert any(not np.array_equal(o[0].user_tokens, o[2].user_tokens) for o in outs)
+
+
+def test_bad_slots_and_frames_are_refused(tiny):
+    with BatchedEngine(tiny, 2, GREEDY) as engine:
+        with pytest.raises(ValueError, match="slot 2 is outside 0..1"):
+            engine.step({2: np.zeros(FRAME_SIZE, np.float32)})
+        with pytest.raises(ValueError, match="slot 0: a step takes 1920"):
+            engine.step({0: np.zeros(10, np.float32)})
+        with pytest.raises(ValueError, match="user face tokens must be 8 integers"):
+            engine.step({0: np.zeros(FRAME_SIZE, np.float32)}, {0: np.zeros(3, np.int64)})
+    with pytest.raises(ValueError, match="at least one slot"):
+        BatchedEngine(tiny, 0)

@@ -1,0 +1,93 @@
+"""Several robots' conversations through one batched model (``speech.slots``): each robot's
+``AudioStepper`` over a ``SlotEngine`` gives, with greedy sampling, what it gives alone,
+whichever robots' steps happen to be gathered together."""
+
+import os
+
+os.environ.setdefault("NO_TORCH_COMPILE", "1")
+
+import threading
+
+import numpy as np
+import pytest
+
+from moshiface_ros.audio.synth import synthetic_speech
+from moshiface_ros.messages.types import AudioChunk
+from moshiface_ros.speech.batch import BatchedEngine
+from moshiface_ros.speech.engine import Sampling, SpeechEngine
+from moshiface_ros.speech.models import build_tiny
+from moshiface_ros.speech.slots import SlotScheduler
+from moshiface_ros.speech.stepper import AudioStepper
+
+pytestmark = pytest.mark.usefixtures("one_thread")
+
+GREEDY = Sampling(temperature=0.0, text_temperature=0.0, face_temperature=0.0)
+RATE, CHUNK = 16000, 1280  # a 16 kHz microphone delivering 80 ms chunks
+
+
+@pytest.fixture(scope="module")
+def tiny():
+    return build_tiny()
+
+
+def chunks(seed: int, count: int = 8) -> list[AudioChunk]:
+    pcm = synthetic_speech(count * CHUNK / RATE, RATE, seed=seed)
+    return [AudioChunk(10**9 + i * 80_000_000, RATE, pcm[i * CHUNK:(i + 1) * CHUNK], sequence=i) for i in range(count)]
+
+
+def play(stepper: AudioStepper, inputs: list[AudioChunk], start: threading.Event | None = None) -> list:
+    if start is not None:
+        start.wait()
+    records = []
+    for chunk in inputs:
+        records += stepper.push(chunk)
+    return records + stepper.flush()
+
+
+def test_robots_sharing_a_batch_hear_what_they_would_alone(tiny):
+    inputs = {"a": chunks(1), "b": chunks(2), "c": chunks(3, 5)}
+    alone = {}
+    for name, data in inputs.items():
+        with AudioStepper(SpeechEngine(tiny, GREEDY, seed=0)) as stepper:
+            alone[name] = play(stepper, data)
+    scheduler = SlotScheduler(BatchedEngine(tiny, 3, GREEDY), gather_s=0.5)
+    sizes, plain_step = [], scheduler.engine.step
+    scheduler.engine.step = lambda pcm, faces=None: sizes.append(len(pcm)) or plain_step(pcm, faces)
+    steppers = {name: AudioStepper(scheduler.slot(i)) for i, name in enumerate(inputs)}
+    shared, go = {}, {"a": threading.Event(), "b": threading.Event(), "c": threading.Event()}
+
+    def robot(name):
+        shared[name] = play(steppers[name], inputs[name], go[name])
+
+    threads = [threading.Thread(target=robot, args=(name,)) for name in inputs]
+    for thread in threads:
+        thread.start()
+    go["a"].set(), go["b"].set()
+    threads[0].join(60), threads[1].join(60)
+    go["c"].set()  # a robot that joins after the others finished
+    threads[2].join(60)
+    for name in inputs:
+        assert len(shared[name]) == len(alone[name]) > 0, name
+        for mine, theirs in zip(shared[name], alone[name]):
+            assert (mine.text is None) == (theirs.text is None), name
+            assert mine.text is None or mine.text.token_id == theirs.text.token_id, name
+            assert mine.robot.stamp_ns == theirs.robot.stamp_ns, name
+            np.testing.assert_allclose(mine.robot.samples, theirs.robot.samples, atol=1e-4, err_msg=name)
+    assert max(sizes) == 2 and min(sizes) == 1  # a and b were stepped together, c alone
+    for stepper in steppers.values():
+        stepper.close()
+    scheduler.engine.close()
+
+
+def test_a_slot_is_one_robots(tiny):
+    with BatchedEngine(tiny, 2, GREEDY) as engine:
+        scheduler = SlotScheduler(engine)
+        first = scheduler.slot(0)
+        with pytest.raises(ValueError, match="slot 0 is taken"):
+            scheduler.slot(0)
+        with pytest.raises(ValueError, match="outside 0..1"):
+            scheduler.slot(2)
+        first.step(np.zeros(1920, np.float32))
+        assert first.steps == 1
+        first.close()  # the robot left: its slot starts over
+        assert engine.steps[0] == 0 and scheduler.slot(0).steps == 0
