@@ -91,3 +91,25 @@ def pytest_configure(config: pytest.Config) -> None:
     problem = missing_ros()
     if problem is not None:
         raise pytest.UsageError(f"MOSHIFACE_REQUIRE_ROS=1 but {problem}")
+
+
+@pytest.fixture(scope="module")
+def tiny():
+    """The tiny random Moshi-Face models, on one torch thread (a test module may define its own)."""
+    import torch
+
+    from moshiface_ros.speech.models import build_tiny
+
+    torch.set_num_threads(1)
+    return build_tiny()
+
+
+@pytest.fixture
+def stepper(tiny):
+    """A fresh ``AudioStepper`` over the tiny models, its engine closed afterwards."""
+    from moshiface_ros.speech.engine import SpeechEngine
+    from moshiface_ros.speech.stepper import AudioStepper
+
+    engine = SpeechEngine(tiny, seed=0)
+    yield AudioStepper(engine)
+    engine.close()

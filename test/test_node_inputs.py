@@ -20,7 +20,6 @@ os.environ.setdefault("NO_TORCH_COMPILE", "1")
 
 import numpy as np
 import pytest
-import torch
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
@@ -35,8 +34,6 @@ from moshiface_ros.recording.definitions import make_typestore
 from moshiface_ros.retarget.actuators import ActuatorBank, ActuatorSpec
 from moshiface_ros.retarget.fallback import SpeechFallback
 from moshiface_ros.retarget.retargeter import HeadRetargeter
-from moshiface_ros.speech.engine import SpeechEngine
-from moshiface_ros.speech.models import build_tiny
 from moshiface_ros.speech.stepper import AudioStepper
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -255,18 +252,6 @@ def test_nothing_non_finite_or_unplayable_is_published(obj, words):
     with pytest.raises(ValueError, match=words):
         convert.to_msg(obj, FACTORY)
 
-
-@pytest.fixture(scope="module")
-def tiny():
-    torch.set_num_threads(1)
-    return build_tiny()
-
-
-@pytest.fixture
-def stepper(tiny):
-    engine = SpeechEngine(tiny, seed=0)
-    yield AudioStepper(engine)
-    engine.close()
 
 
 def test_a_chunk_claiming_a_huge_duration_is_refused_not_stepped(stepper):

@@ -13,24 +13,11 @@ from moshiface_ros.constants import FRAME_SIZE, SAMPLE_RATE, STEP_NS
 from moshiface_ros.errors import MoshifaceError
 from moshiface_ros.messages.types import AudioChunk
 from moshiface_ros.speech.engine import Sampling, SpeechEngine
-from moshiface_ros.speech.models import build_tiny
 from moshiface_ros.speech.session import SessionOptions, build_stepper, load_models
 from moshiface_ros.speech.stepper import AudioStepper
 
 T0 = 5_000_000_000
 
-
-@pytest.fixture(scope="module")
-def tiny():
-    torch.set_num_threads(1)
-    return build_tiny()
-
-
-@pytest.fixture
-def stepper(tiny):
-    engine = SpeechEngine(tiny, seed=0)
-    yield AudioStepper(engine)
-    engine.close()
 
 
 def chunks(signal, rate, block, channels=1, start=T0, first_seq=0):
