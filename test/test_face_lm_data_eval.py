@@ -20,8 +20,12 @@ from moshiface_ros.face_codec.config import CodecConfig
 from moshiface_ros.face_codec.model import FaceCodec
 from moshiface_ros.face_codec.synthetic import SyntheticFace
 from moshiface_ros.training.data import Word, align_text, read_dialogue, split_dialogues
-from moshiface_ros.training.sync import av_sync, lag_correlation
+from moshiface_ros.training.tokenizer import train_tokenizer
+from moshiface_ros.training.probe import fit_probe
+from moshiface_ros.training.sync import av_sync, lag_correlation, recovered
 from moshiface_ros.regions import save_regions
+from moshiface_ros.speech.engine import token_piece
+from moshiface_ros.speech.models import ModelSpec, load_speech_models
 
 VERTICES = 120
 WORDS = "hello robot how are you today I am fine thank you the weather is nice".split()
@@ -37,6 +41,37 @@ def test_text_is_aligned_like_the_inner_monologue():
     assert text[5:8].tolist() == [10, 11, 12]  # 0.40 s -> step 5; "robot" waits for the step after "hello"
     assert text[25] == 13 and text[4] == 0 and text[24] == 0  # end-of-padding just before each word
     assert set(np.delete(text, [4, 5, 6, 7, 24, 25]).tolist()) == {3}
+
+
+def test_a_tokenizer_trained_on_transcripts_keeps_moshis_special_ids():
+    tokenizer = train_tokenizer([" ".join(WORDS), "hello robot", "thank you"], max_pieces=1000)
+    assert [tokenizer.id_to_piece(i) for i in range(4)] == ["<unk>", "<s>", "</s>", "<pad>"]
+    assert 8 <= tokenizer.vocab_size() <= 1000
+    pieces = [p for w in WORDS for p in tokenizer.encode(w)]
+    assert min(pieces) > 3  # words never become padding (3) or end-of-padding (0)
+    assert "".join(tokenizer.decode(tokenizer.encode(w)) for w in WORDS) == "".join(WORDS)
+    with pytest.raises(MoshifaceError, match="no words"):
+        train_tokenizer(["", "  "])
+
+
+def test_energy_probe_reads_loudness_from_tokens_and_the_gap_share():
+    rng = np.random.default_rng(0)
+
+    def conversation(steps=400):  # codebook 0 carries the loudness, the others are noise
+        tokens = rng.integers(0, 64, (8, steps))
+        return tokens, np.log(1 + tokens[0] / 8.0) + 0.05 * rng.standard_normal(steps)
+
+    train, valid, test = ([conversation() for _ in range(n)] for n in (4, 2, 2))
+    unzip = lambda items: ([t for t, _ in items], [e for _, e in items])  # noqa: E731
+    probe, valid_corr = fit_probe(unzip(train), unzip(valid), card=64)
+    assert valid_corr > 0.95 and probe.score(*unzip(test)) > 0.95
+    shuffled = [(t, rng.permutation(e)) for t, e in test]
+    assert abs(probe.score(*unzip(shuffled))) < 0.1  # no relation, no score
+    with pytest.raises(MoshifaceError, match="outside"):
+        probe.predict(np.full((8, 3), 64))
+    assert recovered(0.5, 0.0, 0.55) == pytest.approx(0.5 / 0.55)
+    assert recovered(8.76, 11.7, 8.53) == pytest.approx(0.927, abs=1e-3)  # the paper's LSE-D, teacher-forced
+    assert recovered(0.1, 0.2, 0.2) is None and recovered(None, 0.0, 1.0) is None
 
 
 def test_split_holds_out_test_then_nine_to_one():
@@ -133,6 +168,12 @@ def test_prepare_train_evaluate_from_the_command_line(corpus, tmp_path, capsys):
                  "--batch-size", "2", "--micro-batch", "1", "--seq-len", "12", "--eval-every", "2",
                  "--save-every", "2", "--device", "cpu", "--quiet"]) == 0
     assert (out / "final" / "model.safetensors").is_file() and (out / "loss.png").is_file()
+    # the checkpoint carries the data's tokenizer, and loading it brings the words back
+    given = sentencepiece.SentencePieceProcessor(model_file=str(corpus / "spm.model"))
+    assert (out / "final" / "tokenizer_spm_32k_3.model").read_bytes() == given.serialized_model_proto()
+    loaded = load_speech_models(ModelSpec.parse(str(out / "final")), "cpu", torch.float32)
+    assert loaded.tokenizer is not None and loaded.tokenizer.id_to_piece(5) == given.id_to_piece(5)
+    assert token_piece(loaded, 5) == given.id_to_piece(5).replace("\u2581", " ")
 
     results_dir = tmp_path / "eval"
     capsys.readouterr()
@@ -144,8 +185,18 @@ def test_prepare_train_evaluate_from_the_command_line(corpus, tmp_path, capsys):
     results = json.loads((results_dir / "results.json").read_text())
     tf = results["teacher_forced"]
     assert tf["conversations"] == 2 and tf["mve_x1e-3"] > 0 and tf["lve_x1e-3"] > 0
-    assert set(tf["sync"]) == {"generated", "reconstructed", "random"}
-    assert results["free_run"]["sides"] == 2
+    assert set(tf["sync"]) == {"generated", "reconstructed", "random", "mismatched"}
+    assert tf["speech"] == ["original waveform"]  # not the untrained Mimi's decoding
+    assert 0 < tf["lve_max_l2_mm"] <= (tf["lve_x1e-3"] * 1e3) ** 0.5 + 1e-9  # mean of roots <= root of mean
+    assert "recovered" in tf and "recovered" in results["free_run"]
+    assert results["free_run"]["sides"] == 2 and set(results["free_run"]["sync"]) == set(tf["sync"])
+    assert results["free_run"]["probe"]["valid_corr"] is not None
+    rows = {(r["mode"], r["condition"]): r for r in results["table"]}
+    assert len(rows) == 8 and rows[("teacher-forced", "generated")]["mve_x1e-3"] == tf["mve_x1e-3"]
+    for mode in ("teacher-forced", "free-run"):
+        for condition in ("generated", "reconstructed", "random", "mismatched"):
+            assert f"{mode:<15}{condition:<15}" in printed
+        assert f"{mode:<15}{'recovered':<15}" in printed
     assert (results_dir / "eval.png").stat().st_size > 1000
 
 
@@ -158,9 +209,11 @@ def test_bad_dialogues_and_commands(corpus, tmp_path, capsys):
     (broken / "transcript.json").write_text('{"words": [{"speaker": "zed", "word": "x", "start": 0, "end": 1}]}')
     with pytest.raises(MoshifaceError, match="zed"):
         read_dialogue(broken)
+    (tmp_path / "junk.model").write_bytes(b"not a tokenizer")
     assert main(["data", "prepare", "--dialogues", str(corpus / "dialogues"), "--out", str(tmp_path / "d"),
-                 "--codec", str(corpus / "codec"), "--device", "cpu", "--quiet"]) == 1
-    assert "no text tokenizer" in capsys.readouterr().err
+                 "--codec", str(corpus / "codec"), "--tokenizer", str(tmp_path / "junk.model"), "--device", "cpu",
+                 "--quiet"]) == 1
+    assert "junk.model is not a SentencePiece model" in capsys.readouterr().err
     assert main(["data", "prepare", "--dialogues", str(tmp_path / "none"), "--out", str(tmp_path / "d"),
                  "--codec", str(corpus / "codec"), "--device", "cpu"]) == 1
     assert "not a directory" in capsys.readouterr().err

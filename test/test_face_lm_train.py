@@ -19,7 +19,17 @@ from moshiface_ros.training.dataset import CropSampler, load_split
 from moshiface_ros.training.distributed import Dist
 from moshiface_ros.training.model_setup import group_of, make_optimizer, set_trainable
 from moshiface_ros.training.train import run_training, train_step
-from moshiface_ros.speech.models import ModelSpec, build_tiny, load_speech_models
+from moshiface_ros.speech.models import (
+    SMALL_MODEL_BYTES,
+    ModelSpec,
+    build_tiny,
+    is_small,
+    load_speech_models,
+    resolve_dtype,
+    save_checkpoint_dir,
+)
+from moshiface_ros.speech.session import SessionOptions, load_models
+from moshiface_ros.training.tokenizer import save_tokenizer, train_tokenizer
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -48,7 +58,9 @@ def write_token_dataset(root: Path, dialogues: int = 4, steps: int = 40, seed: i
 
 @pytest.fixture(scope="module")
 def data(tmp_path_factory):
-    return write_token_dataset(tmp_path_factory.mktemp("tokens"))
+    root = write_token_dataset(tmp_path_factory.mktemp("tokens"))
+    save_tokenizer(train_tokenizer(["hello robot how are you", "fine thank you"]), root / "tokenizer.model")
+    return root
 
 
 def rq_state(model):
@@ -121,6 +133,38 @@ def test_stage1_trains_only_the_face_transformer_then_stage2_everything(data, tm
     stage2 = load_speech_models(ModelSpec.parse(str(full)), "cpu", torch.float32).lm
     moved = {group_of(k) for k, v in stage2.state_dict().items() if not torch.equal(v, stage1.state_dict()[k])}
     assert moved == {"temporal", "depth", "face"}
+    # both stages' checkpoints carry the data's tokenizer, and loading one brings it back
+    words = (data / "tokenizer.model").read_bytes()
+    for final in (out / "final", full):
+        assert (final / "tokenizer_spm_32k_3.model").read_bytes() == words
+        tokenizer = load_speech_models(ModelSpec.parse(str(final)), "cpu", torch.float32).tokenizer
+        assert tokenizer is not None and tokenizer.serialized_model_proto() == words
+
+
+def test_small_checkpoints_default_to_float32_and_one_thread_on_the_cpu(tmp_path):
+    small_dir = save_checkpoint_dir(build_tiny(), tmp_path / "small")
+    cpu = torch.device("cpu")
+    assert is_small(ModelSpec.parse(str(small_dir)))
+    assert resolve_dtype("auto", cpu, ModelSpec.parse(str(small_dir))) == torch.float32
+    assert resolve_dtype("bfloat16", cpu, ModelSpec.parse(str(small_dir))) == torch.bfloat16  # asked: it wins
+    large = tmp_path / "large"
+    large.mkdir()
+    (large / "model.safetensors").touch()
+    os.truncate(large / "model.safetensors", SMALL_MODEL_BYTES + 1)  # sparse: no disk used
+    assert not is_small(ModelSpec.parse(str(large)))
+    assert resolve_dtype("auto", cpu, ModelSpec.parse(str(large))) == torch.bfloat16
+    assert not is_small(ModelSpec("hf", "kyutai/moshiko-pytorch-bf16"))
+    before = torch.get_num_threads()
+    try:
+        torch.set_num_threads(2)
+        models = load_models(SessionOptions(model=str(small_dir), device="cpu"))
+        assert torch.get_num_threads() == 1 and next(models.lm.parameters()).dtype == torch.float32
+        assert models.description.endswith("; float32, 1 CPU thread (a small model's CPU defaults)")
+        models = load_models(SessionOptions(model=str(small_dir), device="cpu", dtype="bfloat16", threads=2))
+        assert torch.get_num_threads() == 2 and next(models.lm.parameters()).dtype == torch.bfloat16
+        assert models.description.endswith("; bfloat16, 2 CPU threads")
+    finally:
+        torch.set_num_threads(before)
 
 
 def test_resume_continues_where_it_stopped(data, tmp_path):

@@ -71,7 +71,11 @@ def _register_data(commands: argparse._SubParsersAction) -> None:
     p.add_argument("--out", type=Path, required=True, help="output directory (tokens/, splits)")
     p.add_argument("--codec", type=Path, required=True, help="face codec checkpoint directory")
     p.add_argument("--model", default="tiny", help="the speech model whose Mimi and tokenizer to use")
-    p.add_argument("--tokenizer", type=Path, default=None, help="SentencePiece model (default: the model's)")
+    p.add_argument("--tokenizer", type=Path, default=None,
+                   help="SentencePiece model (default: the model's; a model without one, such as tiny, gets one "
+                        "trained on the transcripts); kept as OUT/tokenizer.model and carried by every checkpoint")
+    p.add_argument("--tokenizer-pieces", type=int, default=4000,
+                   help="the most pieces of a tokenizer trained here (default: %(default)s)")
     p.add_argument("--test-list", type=Path, default=None,
                    help="file of dialogue names held out for test (those the face codec never saw)")
     p.add_argument("--test-count", type=int, default=None, help="draw this many test dialogues instead")
@@ -81,12 +85,46 @@ def _register_data(commands: argparse._SubParsersAction) -> None:
     p.add_argument("--overwrite", action="store_true", help="tokenize again dialogues already done")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(handler=cmd_data_prepare)
+    _register_recordings(sub)
+
+
+def _tracking_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--flame", default="synthetic", metavar="PKL",
+                   help="FLAME model to track with (default: synthetic, a stand-in; see docs/face-tracking.md)")
+    p.add_argument("--embedding", type=Path, default=None, metavar="NPZ",
+                   help="landmark embedding of that FLAME model (moshiface flame embedding)")
+    p.add_argument("--teeth", action="store_true", help="add VHAP's teeth (5,143 vertices instead of 5,023)")
+
+
+def _register_recordings(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("track", help="a face video -> 25 fps FLAME motion with head pose (OUT/<name>.npy)",
+                       description="Tracks every frame with the package's tracker and resamples to 25 fps on "
+                                   "timestamps (30 and 29.97 fps sources alike); the head's rotation and motion "
+                                   "are applied to the vertices, as in the paper's meshes.")
+    p.add_argument("video", type=Path, help="the face video (any format OpenCV reads)")
+    p.add_argument("--out", type=Path, required=True, help="output directory")
+    p.add_argument("--name", default=None, help="output name (default: the video's name)")
+    _tracking_options(p)
+    p.set_defaults(handler=cmd_data_track)
+    p = sub.add_parser("import-seamless", help="Meta's Seamless Interaction recordings -> dialogues for prepare",
+                       description="Reads V<vendor>_S<session>_I<interaction>_P<participant>.{wav,mp4,json} "
+                                   "(anywhere under DIR), pairs the two participants of each interaction, tracks "
+                                   "their videos and writes one dialogue directory per interaction.")
+    p.add_argument("root", type=Path, metavar="DIR", help="a directory of downloaded Seamless Interaction files")
+    p.add_argument("--out", type=Path, required=True, help="output directory of dialogues (for data prepare)")
+    p.add_argument("--no-faces", action="store_true", help="do not track the videos (audio and text only)")
+    p.add_argument("--overwrite", action="store_true", help="import again interactions already done")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    _tracking_options(p)
+    p.set_defaults(handler=cmd_data_import_seamless)
 
 
 def _register_eval(commands: argparse._SubParsersAction) -> None:
     p = commands.add_parser("eval", help="teacher-forced and free-run evaluation of a Moshi-Face model",
-                            description="Writes results.json and eval.png: MVE/LVE and audio-visual sync "
-                                        "(teacher-forced), sync of two models talking (free-run).")
+                            description="Prints the paper's table and writes it to results.json, with eval.png: "
+                                        "lip sync of the generated face (teacher-forced and two models talking) "
+                                        "next to the reconstructed face, random tokens and another conversation's "
+                                        "face, the share of the gap recovered, MVE and LVE (see docs/moshi-face.md).")
     p.add_argument("--data", type=Path, required=True, help="prepared data (its test split is used)")
     p.add_argument("--model", required=True, help="Moshi-Face checkpoint DIR (or tiny)")
     p.add_argument("--codec", type=Path, required=True, help="face codec checkpoint directory")
@@ -139,10 +177,13 @@ def cmd_data_prepare(args: argparse.Namespace) -> int:
 
     if args.test_count is not None and args.test_count < 1:
         raise MoshifaceError("--test-count must be at least 1")
+    if args.tokenizer_pieces < 8:
+        raise MoshifaceError("--tokenizer-pieces must be at least 8")
     summary = run_prepare(PrepareConfig(
         dialogues=args.dialogues, out=args.out, codec=args.codec, model=args.model, tokenizer=args.tokenizer,
         device=args.device, test_list=args.test_list, test_count=args.test_count, seed=args.seed,
-        window_steps=args.window_steps, overwrite=args.overwrite, progress=not args.quiet))
+        window_steps=args.window_steps, overwrite=args.overwrite, progress=not args.quiet,
+        tokenizer_pieces=args.tokenizer_pieces))
     if summary.get("rank", 0) == 0:
         print(f"dialogues: {summary['dialogues']} (train {summary['train']}, valid {summary['valid']}, "
               f"test {summary['test']}); tokens in {args.out / 'tokens'}")
@@ -158,16 +199,44 @@ def cmd_eval(args: argparse.Namespace) -> int:
         data=args.data, model=args.model, codec=args.codec, out=args.out, regions=args.regions, modes=modes,
         max_dialogues=args.max_dialogues, max_steps=args.max_steps, free_runs=args.free_runs,
         free_run_steps=args.free_run_steps, device=args.device, seed=args.seed, progress=not args.quiet))
-    tf = results.get("teacher_forced")
+    tf, fr = results.get("teacher_forced"), results.get("free_run")
     if tf:
-        print(f"teacher-forced ({tf['conversations']} conversations): MVE {tf['mve_x1e-3']:.3f}, "
-              f"LVE {tf['lve_x1e-3']:.3f} (x1e-3)")
-        for key, s in tf["sync"].items():
-            print(f"  sync {key}: lag {s['lag_ms']:.0f} ms, peak corr {s['corr_peak']:.3f}, corr at 0 {s['corr_zero']:.3f}")
-    fr = results.get("free_run")
+        print(f"teacher-forced ({tf['conversations']} conversations), scored against the {', '.join(tf['speech'])}")
     if fr:
-        s = fr["sync"]
-        print(f"free-run ({fr['conversations']} conversations): lag {s['lag_ms']:.0f} ms, "
-              f"peak corr {s['corr_peak']:.3f}, corr at 0 {s['corr_zero']:.3f}")
+        probe = fr["probe"]
+        print(f"free-run ({fr['conversations']} conversations) of {fr['steps']} steps, scored against an energy probe "
+              f"on the robot's audio tokens (reads held-out speech energy at r = {probe['test_corr'] or 0:.2f})")
+    print(results["table_text"])
     print(f"results: {args.out / 'results.json'}, plot: {args.out / 'eval.png'}")
+    return 0
+
+
+def _tracker(args: argparse.Namespace):
+    from ..training.motion_track import track_motion, write_motion
+
+    def track(video: Path, out: Path, name: str) -> dict:
+        tracked = track_motion(video, args.flame, args.embedding, teeth=args.teeth)
+        write_motion(tracked, out, name)
+        return tracked.info()
+
+    return track
+
+
+def cmd_data_track(args: argparse.Namespace) -> int:
+    name = args.name or args.video.stem
+    info = _tracker(args)(args.video, args.out, name)
+    print(f"{args.video}: {info['frames']} frames at {info['fps']} fps from {info['source_fps']} fps, "
+          f"face on {info['frames_with_face']}; motion in {args.out / (name + '.npy')}")
+    return 0
+
+
+def cmd_data_import_seamless(args: argparse.Namespace) -> int:
+    from ..training.seamless import import_seamless
+
+    summary = import_seamless(args.root, args.out, None if args.no_faces else _tracker(args),
+                              overwrite=args.overwrite, progress=not args.quiet)
+    for note in summary["skipped"]:
+        print(f"skipped {note}")
+    print(f"dialogues: {len(summary['imported'])} imported, {summary['kept']} already there; in {args.out} "
+          f"(next: moshiface data prepare --dialogues {args.out} ...)")
     return 0

@@ -8,7 +8,8 @@ A Moshi-Face checkpoint is a directory with ``config.json`` and ``model.safetens
 
 - ``weights: "face"`` (what training stage 1 writes): ``model.safetensors`` holds only
   the face parameters; the RQ-Transformer, Mimi and the tokenizer come from ``base``
-  (``tiny``, a checkpoint directory or ``hf:OWNER/NAME``).
+  (``tiny``, a checkpoint directory or ``hf:OWNER/NAME``); a SentencePiece tokenizer beside
+  it (Moshi's file name) replaces the base's, since the face was trained on its text stream.
 - ``weights: "full"`` (stage 2, or ``save_checkpoint_dir`` of a Moshi-Face model): every
   LM weight, and the Mimi weights and tokenizer beside it, as a Moshi directory has them.
 

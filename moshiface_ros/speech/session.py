@@ -76,26 +76,37 @@ def resolve_placement(options: SessionOptions) -> Placement:
     return Placement(spec, device, resolve_dtype(options.dtype, device, spec))
 
 
-def apply_threads(options: SessionOptions, spec: ModelSpec) -> None:
+def apply_threads(options: SessionOptions, spec: ModelSpec) -> int:
     """torch's thread count (process-wide): small matrices run fastest on one thread, so
-    the tiny model gets 1 unless told otherwise; real weights keep torch's choice."""
+    a small model (the tiny one, a small checkpoint: ``models.is_small``) gets 1 unless
+    told otherwise; real weights keep torch's choice. Returns the count in force."""
     import torch
+
+    from .models import is_small
 
     if options.threads < 0:
         raise MoshifaceError(f"threads must be 0 (automatic) or a positive number, got {options.threads}")
-    threads = options.threads or (1 if spec.kind == "tiny" else 0)
+    threads = options.threads or (1 if is_small(spec) else 0)
     if threads:
         torch.set_num_threads(threads)
+    return torch.get_num_threads()
 
 
 def load_models(options: SessionOptions, placement: Placement | None = None) -> SpeechModels:
     """The thread rule, then the speech models where ``placement`` (default: resolved
-    from ``options``) says."""
-    from .models import load_speech_models
+    from ``options``) says. The description says what was chosen and why, so that a run's
+    printout and summary show it (an explicit ``dtype`` or ``threads`` always wins)."""
+    from .models import is_small, load_speech_models
 
     placement = placement or resolve_placement(options)
-    apply_threads(options, placement.spec)
-    return load_speech_models(placement.spec, placement.device, placement.dtype)
+    threads = apply_threads(options, placement.spec)
+    models = load_speech_models(placement.spec, placement.device, placement.dtype)
+    if placement.device.type == "cpu":
+        dtype = str(placement.dtype).replace("torch.", "")
+        automatic = options.dtype == "auto" and not options.threads
+        why = " (a small model's CPU defaults)" if automatic and is_small(placement.spec) else ""
+        models.description += f"; {dtype}, {threads} CPU thread{'s' if threads != 1 else ''}{why}"
+    return models
 
 
 def build_engine(options: SessionOptions, models: SpeechModels) -> SpeechEngine:

@@ -1,7 +1,7 @@
 """What a training run writes and resumes from.
 
 - The model: stage 1 writes face-only checkpoints over the base model (the face
-  parameters and a config naming the base); stage 2 the full model with Mimi and the
+  parameters, a config naming the base, and the text tokenizer of the data); stage 2 the full model with Mimi and the
   tokenizer, as a Moshi directory holds them (``face_lm.weights``, ``speech.models``).
 - ``checkpoints/step-NNNNNN/``: the model plus the trainer state (optimizer, step, random
   generators, loss history) for ``--resume``; under FSDP the sharded state goes beside it
@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from moshi.models.loaders import TEXT_TOKENIZER_NAME
 
 from ..face_codec.checkpoint import load_train_state
 from ..face_lm.config import FaceConfig
@@ -26,6 +27,7 @@ from .config import TrainConfig
 from .dataset import CropSampler
 from .distributed import Dist
 from .model_setup import Loaded
+from .tokenizer import save_tokenizer
 
 
 def _full_state(loaded: Loaded, dist: Dist) -> dict[str, torch.Tensor]:
@@ -57,6 +59,8 @@ def save_model_dir(loaded: Loaded, stage: int, directory: Path, dist: Dist) -> N
     if stage == 1:
         face_state = {k: v for k, v in state.items() if k.startswith(FACE_PREFIXES)}
         save_face_only(loaded.lm, directory, loaded.base, loaded.lm_config, face_state)
+        if loaded.models is not None and loaded.models.tokenizer is not None:  # the run's words travel with it
+            save_tokenizer(loaded.models.tokenizer, directory / TEXT_TOKENIZER_NAME)
         return
     models = loaded.models
     holder = _StateHolder(state, loaded.lm.face_config)

@@ -47,6 +47,8 @@ from ..face_codec.model import FaceCodec
 from ..fileio import atomic_path, atomic_write_text
 from ..speech.models import ModelSpec, SpeechModels, load_speech_models, resolve_device, resolve_dtype
 from .dataset import SPLITS_FILE, TOKENS_DIR
+from .sync import energy_envelope
+from .tokenizer import DEFAULT_PIECES, TOKENIZER_FILE, save_tokenizer
 
 STEP_RATE = SAMPLE_RATE / FRAME_SIZE  # model steps per second (12.5)
 TEXT_PADDING = 3  # Moshi's text padding token
@@ -188,8 +190,10 @@ def tokenize_dialogue(dialogue: DialogueFiles, mimi: MimiModel, codec: FaceCodec
     audio = np.stack([audio_tokens(mimi, p, steps) for p in pcm])
     face = np.stack([face_tokens(codec, load_motion(dialogue.directory, s, codec.config.vertices), steps, window_steps)
                      for s in dialogue.speakers])
+    # the speech energy of the original waveform per face frame: what evaluation scores lip sync against
+    energy = np.stack([energy_envelope(p, steps * codec.config.downsample) for p in pcm])
     return {"text": text.astype(np.int32), "audio": audio.astype(np.int16), "face": face.astype(np.int16),
-            "speakers": np.array(dialogue.speakers)}
+            "energy": energy.astype(np.float32), "speakers": np.array(dialogue.speakers)}
 
 
 # -- splits --------------------------------------------------------------------------------
@@ -233,22 +237,27 @@ class PrepareConfig:
     window_steps: int = 250
     overwrite: bool = False
     progress: bool = True
+    tokenizer_pieces: int = DEFAULT_PIECES  # the most pieces of a tokenizer trained here
 
 
-def _text_encoder(config: PrepareConfig, models: SpeechModels, text_card: int) -> Callable[[str], list[int]]:
+def _tokenizer(config: PrepareConfig, models: SpeechModels, dialogues: list[DialogueFiles]) -> Any:
+    """``--tokenizer``, else the model's, else one trained on the transcripts (see ``tokenizer.py``)."""
+    from .tokenizer import load_tokenizer, train_tokenizer
+
+    text_card = int(models.lm.text_card)
     if config.tokenizer is not None:
-        import sentencepiece
-
-        if not config.tokenizer.is_file():
-            raise MoshifaceError(f"--tokenizer {config.tokenizer} is not a file")
-        tokenizer = sentencepiece.SentencePieceProcessor(str(config.tokenizer))
-    else:
+        tokenizer = load_tokenizer(config.tokenizer)
+    elif models.tokenizer is not None:
         tokenizer = models.tokenizer
-    if tokenizer is None:
-        raise MoshifaceError(f"{config.model} has no text tokenizer: pass --tokenizer FILE (a SentencePiece model)")
+    else:
+        sentences = [" ".join(w.word for w in sorted(d.words, key=lambda w: w.start) if w.speaker == s)
+                     for d in dialogues for s in d.speakers]
+        tokenizer = train_tokenizer(sentences, min(text_card, config.tokenizer_pieces))
+        print(f"{config.model} has no text tokenizer: trained one of {tokenizer.vocab_size()} pieces on the "
+              f"transcripts ({config.out / TOKENIZER_FILE}; give your own with --tokenizer FILE)")
     if tokenizer.vocab_size() > text_card:
         raise MoshifaceError(f"the tokenizer has {tokenizer.vocab_size()} pieces, the model's text vocabulary {text_card}")
-    return lambda word: list(tokenizer.encode(word))
+    return tokenizer
 
 
 def run_prepare(config: PrepareConfig) -> dict[str, Any]:
@@ -276,9 +285,14 @@ def run_prepare(config: PrepareConfig) -> dict[str, Any]:
     codec = load_codec(config.codec, device)
     spec = ModelSpec.parse(config.model)
     models = load_speech_models(spec, device, resolve_dtype("auto", device, spec))
-    encode_text = _text_encoder(config, models, models.lm.text_card)
     tokens_dir = config.out / TOKENS_DIR
     tokens_dir.mkdir(parents=True, exist_ok=True)
+    tokenizer = _tokenizer(config, models, dialogues)
+    if rank == 0:
+        save_tokenizer(tokenizer, config.out / TOKENIZER_FILE)
+
+    def encode_text(word: str) -> list[int]:
+        return list(tokenizer.encode(word))
     mine = dialogues[rank::world]
     done = 0
     for dialogue in tqdm(mine, disable=not (config.progress and rank == 0), desc="tokenizing", unit="dialogue"):
@@ -300,6 +314,7 @@ def run_prepare(config: PrepareConfig) -> dict[str, Any]:
         summary.update({k: len(v) for k, v in splits.items()})
         manifest = {"dialogues": len(names), "codec": str(config.codec), "model": config.model,
                     "codec_config": codec.config.to_json(), "text_card": int(models.lm.text_card),
+                    "tokenizer": TOKENIZER_FILE, "tokenizer_pieces": int(tokenizer.vocab_size()),
                     "splits": {k: len(v) for k, v in splits.items()}}
         for path, content in ((config.out / SPLITS_FILE, splits), (config.out / "manifest.json", manifest)):
             atomic_write_text(path, json.dumps(content, indent=1))

@@ -6,6 +6,8 @@
 - ``text``  [2, T]     inner-monologue text tokens (padding where the speaker says nothing new)
 - ``audio`` [2, 8, T]  Mimi tokens
 - ``face``  [2, N, T]  face codec tokens, -1 where the speaker's face is missing
+- ``energy`` [2, F]    optional: log RMS of each speaker's original waveform per 40 ms face
+                       frame (what evaluation scores lip sync against, not audio decoded by Mimi)
 
 Either speaker can play the model (the robot) and the other the user, so every dialogue
 gives two training conversations.
@@ -32,6 +34,7 @@ class Dialogue:
     text: np.ndarray  # [2, T]
     audio: np.ndarray  # [2, Q, T]
     face: np.ndarray  # [2, N, T]
+    energy: np.ndarray | None = None  # [2, frames]: speech energy of the original waveforms
 
     @property
     def steps(self) -> int:
@@ -49,13 +52,16 @@ def load_dialogue(path: Path) -> Dialogue:
     try:
         with np.load(path) as data:
             text, audio, face = data["text"], data["audio"], data["face"]
+            energy = data["energy"] if "energy" in data.files else None
     except (OSError, KeyError, ValueError) as exc:
         raise MoshifaceError(f"{path} is not a tokenized dialogue (text, audio, face arrays): {exc}") from exc
     if text.ndim != 2 or audio.ndim != 3 or face.ndim != 3 or not (
             text.shape[0] == audio.shape[0] == face.shape[0] == 2
             and text.shape[1] == audio.shape[2] == face.shape[2]):
         raise MoshifaceError(f"{path}: inconsistent shapes text {text.shape}, audio {audio.shape}, face {face.shape}")
-    return Dialogue(path.stem, text, audio, face)
+    if energy is not None and (energy.ndim != 2 or energy.shape[0] != 2):
+        raise MoshifaceError(f"{path}: energy must be [2, frames], got {energy.shape}")
+    return Dialogue(path.stem, text, audio, face, energy)
 
 
 def read_splits(data_dir: Path) -> dict[str, list[str]]:

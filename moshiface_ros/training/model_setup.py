@@ -65,7 +65,18 @@ def load_model(config: TrainConfig, device: torch.device, dtype: torch.dtype) ->
     else:
         face = FaceConfig.from_dict(config.face)
         models.lm, _ = extend_lm(models.lm, lm_config, face, device, dtype)
+    _take_data_tokenizer(models, config.data)
     return Loaded(models.lm, lm_config, _base_of(config.model), models)
+
+
+def _take_data_tokenizer(models: SpeechModels, data: Path) -> None:
+    """The tokenizer the data's text stream was made with (``data prepare`` leaves it there)
+    becomes the model's, so that every checkpoint of this run carries it."""
+    from .tokenizer import TOKENIZER_FILE, load_tokenizer
+
+    path = data / TOKENIZER_FILE
+    if path.is_file():
+        models.tokenizer = load_tokenizer(path)
 
 
 def group_of(name: str) -> str:

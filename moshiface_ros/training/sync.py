@@ -7,6 +7,10 @@ normalised and cross-correlated over lags of +-400 ms. ``lag_ms`` is where the c
 peaks (positive: the lips follow the voice), ``corr_peak`` its value and ``corr_zero`` the
 correlation at lag 0. Synchronised speech and lips give a high peak near lag 0; a face
 unrelated to the voice gives a flat curve near zero.
+
+The evaluation's headline score is ``corr_zero``: unlike the peak, which takes the best of
+21 lags, it is not biased upwards for an unrelated face, so the random and mismatched
+controls sit at zero on average and ``recovered`` compares like with like.
 """
 
 from __future__ import annotations
@@ -59,8 +63,24 @@ def sync_scores(curve: np.ndarray, max_lag: int = MAX_LAG_FRAMES) -> dict[str, f
 
 
 def av_sync(pcm: np.ndarray, face: np.ndarray, lips: np.ndarray) -> tuple[dict[str, float], np.ndarray]:
-    curve = lag_correlation(energy_envelope(pcm, len(face)), lip_aperture(face, lips))
+    return envelope_sync(energy_envelope(pcm, len(face)), face, lips)
+
+
+def envelope_sync(envelope: np.ndarray, face: np.ndarray, lips: np.ndarray) -> tuple[dict[str, float], np.ndarray]:
+    """``av_sync`` from a speech energy envelope already at the face's frame rate (the
+    original waveform's, or an energy probe's estimate)."""
+    curve = lag_correlation(envelope[:len(face)], lip_aperture(face, lips)[:len(envelope)])
     return sync_scores(curve), curve
+
+
+def recovered(generated: float | None, random: float | None, reconstructed: float | None) -> float | None:
+    """The share of the gap between the random face and the reconstructed face that the
+    generated face closes: ``(generated - random) / (reconstructed - random)``; 1 is as
+    synchronised as the ground truth through the codec, 0 no better than chance. None when
+    a score is missing or the bounds coincide (the measure cannot tell them apart)."""
+    if generated is None or random is None or reconstructed is None or abs(reconstructed - random) < 1e-9:
+        return None
+    return float((generated - random) / (reconstructed - random))
 
 
 def masked_pcm(pcm: np.ndarray, frames: np.ndarray) -> np.ndarray:
