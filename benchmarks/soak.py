@@ -29,7 +29,7 @@ import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
 from moshiface_ros.audio.synth import synthetic_speech  # noqa: E402
-from moshiface_ros.constants import FACE_FPS, FACE_FRAME_NS, FRAME_SIZE, NS_PER_S, SAMPLE_RATE, STEP_NS  # noqa: E402
+from moshiface_ros.constants import FACE_FRAME_NS, FRAME_SIZE, NS_PER_S, SAMPLE_RATE, STEP_NS  # noqa: E402
 from moshiface_ros.face_codec.synthetic import SyntheticFace  # noqa: E402
 from moshiface_ros.messages.types import AudioChunk, FaceFrame  # noqa: E402
 from moshiface_ros.runner.outputs import OutputDir, SessionOutputs  # noqa: E402
@@ -61,7 +61,8 @@ def user_chunks(start_ns: int, steps: int) -> Iterator[AudioChunk]:
 
 
 def user_faces(start_ns: int, vertices: int) -> Iterator[FaceFrame]:
-    motion = SyntheticFace(vertices=vertices).motion(int(LOOP_S * FACE_FPS), seed=0)
+    # the synthetic head saying the user's own (looped) speech, so face and voice belong together
+    motion = SyntheticFace(vertices=vertices).speaking(synthetic_speech(LOOP_S, SAMPLE_RATE, seed=0), SAMPLE_RATE)
     index = 0
     while True:
         yield FaceFrame(start_ns + index * FACE_FRAME_NS, motion[index % len(motion)], frame_id="user_camera")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -179,6 +180,35 @@ def test_synthetic_motion_is_smooth_face_like_and_has_lips():
     lips = np.linalg.norm(m[:, face.lips], axis=-1).mean()
     forehead = np.argsort(-face.template[:, 1])[:100]
     assert lips > np.linalg.norm(m[:, forehead] - m[:, forehead].mean(0), axis=-1).mean()  # the jaw moves the lips
+    # The motion is the synthetic head talking: the mouth opens where its voice is loud.
+    voice = face.voice(100, seed=1)
+    window = len(voice) // 100
+    loud = np.sqrt((voice[: 100 * window].reshape(100, window).astype(np.float64) ** 2).mean(1))
+    chin = face.regions().get("lower_lip")
+    drop = -(m[:, chin, 1].mean(1) - m[:, face.regions().get("upper_lip"), 1].mean(1))
+    assert np.corrcoef(drop, loud)[0, 1] > 0.5
+    assert {"lips", "upper_lip", "lower_lip"} <= set(face.regions().sets)
+
+
+def test_small_synthetic_faces_are_subsets_of_the_head_with_lips():
+    small_face, full = SyntheticFace(vertices=60), SyntheticFace(vertices=5143)
+    np.testing.assert_allclose(small_face.template, full.template[small_face.rows])
+    assert len(small_face.lips) == 15 and small_face.regions().vertices == 60
+    np.testing.assert_allclose(small_face.motion(10, seed=2), full.motion(10, seed=2)[:, small_face.rows], atol=1e-6)
+    with pytest.raises(MoshifaceError, match="5023 or 5143"):
+        SyntheticFace(vertices=6000)
+
+
+def test_a_synthetic_face_can_say_a_given_voice():
+    """``speaking``: the face saying the caller's audio (the soak benchmark's user), mouth with the voice."""
+    from moshiface_ros.audio.synth import synthetic_speech
+
+    face, voice = SyntheticFace(vertices=5023), synthetic_speech(4.0, 16000, seed=8)
+    m = face.speaking(voice, 16000, seed=1)
+    assert m.shape == (100, 5023, 3) and m.dtype == np.float32
+    loud = np.sqrt((voice.reshape(100, 640).astype(np.float64) ** 2).mean(1))
+    drop = m[:, face.regions().get("upper_lip"), 1].mean(1) - m[:, face.regions().get("lower_lip"), 1].mean(1)
+    assert np.corrcoef(drop, loud)[0, 1] > 0.5
 
 
 def test_dataset_subtracts_neutral_and_rejects_bad_files(tmp_path):
@@ -264,6 +294,10 @@ def test_codec_commands_end_to_end(tmp_path):
     assert evaluate.returncode == 0, evaluate.stderr
     result = json.loads((tmp_path / "c" / "eval-all.json").read_text())
     assert result["frames"] == 10 * 40 and {"mve", "lve", "perplexity"} <= set(result)
+    # The synthetic head's lips are defined, so LVE is measured, and both figures read in mm.
+    assert result["lip_vertices"] == 15 and result["lve"] > 0 and result["zero_motion_lve"] > 0
+    assert re.search(r"MVE \d+\.\d+ mm, LVE \d+\.\d+ x1e-3 m\^2 \(\d+\.\d+ mm on 15 lip vertices\)", evaluate.stdout), \
+        evaluate.stdout
     tokenize = run_cli("codec", "tokenize", "--checkpoint", "c", "--input", "d/sequences/speaker0_000.npy",
                        "--neutral", "d/speakers/speaker0.npy", "--out", "t.npy", cwd=tmp_path)
     assert tokenize.returncode == 0, tokenize.stderr

@@ -41,24 +41,25 @@ def flame_with_teeth(flame):
 
 def test_synthetic_model_has_flames_dimensions(flame):
     assert flame.v_template.shape == (5023, 3)
-    assert flame.faces.shape == (9976, 3)
+    assert flame.faces.shape == (9864, 3)  # FLAME has 9,976; the synthetic head's own layout has 9,864
     assert flame.shapedirs.shape == (5023, 3, 300) and flame.exprdirs.shape == (5023, 3, 100)
     assert flame.posedirs.shape == (5023, 3, 36)
     assert flame.J_regressor.shape == (5, 5023) and flame.weights.shape == (5023, 5)
     assert list(flame.parents) == [-1, 0, 1, 1, 1]
     np.testing.assert_allclose(flame.weights.sum(1), 1.0, atol=1e-9)
     np.testing.assert_allclose(flame.J_regressor.sum(1), 1.0, atol=1e-9)
-    # a closed surface except the neck opening: every edge is shared by two triangles but the rim's
+    # a closed surface except the neck opening (72 edges), the mouth slit (16 edges on each lip), the
+    # eye slits (8 on each lid) and the mouth lining's border (2 x (12 + 8)): every other edge has two triangles
     f = flame.faces
     edges = np.sort(np.concatenate([f[:, [0, 1]], f[:, [1, 2]], f[:, [2, 0]]]), 1)
     _, counts = np.unique(edges, axis=0, return_counts=True)
-    assert set(counts) == {1, 2} and (counts == 1).sum() == 60
+    assert set(counts) == {1, 2} and (counts == 1).sum() == 72 + 2 * 16 + 2 * 2 * 8 + 2 * (12 + 8)
     assert len(np.unique(f)) == 5023
 
 
 def test_synthetic_bases_are_spatially_smooth(flame):
     """Neighbouring vertices move alike: a random basis would differ as much as its size."""
-    f = flame.faces[:8820]
+    f = flame.faces[:8712]  # the skin's triangles
     a, b = f[:, 0], f[:, 1]
     for dirs in (flame.shapedirs[:, :, :20], flame.exprdirs[:, :, :20]):
         diff = np.linalg.norm(dirs[a] - dirs[b], axis=1).mean()
@@ -255,8 +256,8 @@ def test_numpy_and_torch_skinning_agree(flame):
 def test_teeth_extension_matches_vhaps_layout(flame, flame_with_teeth):
     model = flame_with_teeth
     assert model.num_vertices == 5023 + TEETH_VERTICES == 5143
-    assert len(model.faces) == 9976 + TEETH_FACES == 10144
-    assert model.faces[9976:].min() >= 5023
+    assert len(model.faces) == 9864 + TEETH_FACES == 10032
+    assert model.faces[9864:].min() >= 5023
     upper, lower = np.arange(5023, 5083), np.arange(5083, 5143)
     assert (model.weights[upper, 1] == 1).all() and (model.weights[lower, 2] == 1).all()
     rest = model.forward(FlameParams())

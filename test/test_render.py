@@ -13,11 +13,12 @@ from moshiface_ros.audio.wav import write_wav
 from moshiface_ros.cli import main
 from moshiface_ros.messages.types import AudioChunk, BlendshapeWeights, FaceFrame
 from moshiface_ros.recording.bag import SessionBag
+from moshiface_ros.render.preview import render_session
 from moshiface_ros.render.video import ffmpeg_binary
 from moshiface_ros.retarget.arkit import ARKIT_52
 from moshiface_ros.retarget.synthetic import synthetic_face
 from moshiface_ros.timing import FACE_FRAME_NS, STEP_NS
-from moshiface_ros.topics import ROBOT_AUDIO, ROBOT_BLENDSHAPES, ROBOT_FACE
+from moshiface_ros.topics import ROBOT_AUDIO, ROBOT_BLENDSHAPES, ROBOT_FACE, USER_FACE
 
 ROOT = Path(__file__).resolve().parents[1]
 START = 5 * 10**9
@@ -73,16 +74,23 @@ def test_render_a_runner_session_with_audio(tmp_path, capsys):
     out = session / "preview.mp4"
     count, width, height, frames = _read_video(out)
     assert (count, width, height) == (2 * STEPS, 480, 240)
+    # layout at 480x240: the face in the 192 x 192 square top left, the bars to its right, the strip below
     # the mesh panel is drawn (not just background) and the bars panel changes as the jaw opens
-    assert frames[0][:, :240].std() > 10
-    assert np.abs(frames[-1][:, 240:].astype(int) - frames[0][:, 240:].astype(int)).sum() > 1000
+    assert frames[0][:192, :192].std() > 10
+    assert np.abs(frames[-1][:192, 192:].astype(int) - frames[0][:192, 192:].astype(int)).sum() > 1000
     # the jaw opens: the face's lower part changes between the first and last frame
-    assert np.abs(frames[-1][120:, :240].astype(int) - frames[0][120:, :240].astype(int)).mean() > 1
+    assert np.abs(frames[-1][96:192, :192].astype(int) - frames[0][96:192, :192].astype(int)).mean() > 1
+    # the face is shaded in skin colours (red above blue in BGR), not grey
+    face = frames[0][40:160, 50:140].reshape(-1, 3).astype(int)
+    skin = face[(face.sum(1) > 200)]
+    assert len(skin) > 500 and (skin[:, 2] - skin[:, 0]).mean() > 30
+    # the strip plots the voice and moves its cursor
+    assert np.abs(frames[-1][192:].astype(int) - frames[0][192:].astype(int)).sum() > 500
     if ffmpeg_binary() is None:
         pytest.skip("no ffmpeg: the video is written without audio")
     assert _has_audio_stream(out)
     text = capsys.readouterr().out
-    assert "12 frames" in text and "with the robot's audio" in text and "synthetic stand-in" in text
+    assert "12 frames" in text and "with the robot's audio" in text and "synthetic head" in text
     assert not list(session.glob(".render-*")), "temporary files left behind"
 
 
@@ -95,6 +103,71 @@ def test_render_a_bare_bag_with_a_head_and_no_faces(tmp_path):
     count, width, height, frames = _read_video(out)
     assert (count, width, height) == (2 * STEPS, 320, 160)
     assert np.abs(frames[3].astype(int) - frames[0].astype(int)).sum() > 1000  # the jaw bar moved
+
+
+def _talking_session(tmp_path: Path, seconds: float = 3.0, user_face: bool = False) -> Path:
+    """A session with only the robot's voice (pauses included), and optionally the user's face."""
+    out = tmp_path / "talk"
+    out.mkdir()
+    speech = synthetic_speech(seconds, 24000, seed=5)
+    steps = int(seconds / 0.08)
+    with SessionBag(out / "bag") as bag:
+        bag.add_topic(ROBOT_AUDIO, AudioChunk)
+        if user_face:
+            bag.add_topic(USER_FACE, FaceFrame)
+        for step in range(steps):
+            stamp = START + step * STEP_NS
+            bag.write(ROBOT_AUDIO, AudioChunk(stamp, 24000, speech[step * 1920:(step + 1) * 1920], sequence=step))
+            for k in range(2 if user_face else 0):
+                w = np.zeros(52)
+                w[ARKIT_52.index("eyeBlinkLeft")] = float(step % 2)
+                bag.write(USER_FACE, FaceFrame(stamp + k * FACE_FRAME_NS, synthetic_face(5143).rig.synthesise(w)))
+    write_wav(out / "robot.wav", speech[: steps * 1920], 24000)
+    (out / "summary.json").write_text("{}")
+    return out
+
+
+def test_face_from_voice_opens_the_mouth_on_voiced_frames(tmp_path, capsys):
+    """--face-from-voice: the robot's voice drives the synthetic head; the preview's own sync data
+    show the lips apart where the voice is loud and together in its pauses."""
+    session = _talking_session(tmp_path)
+    summary = render_session(session, tmp_path / "voice.mp4", size=(480, 240), face_from_voice=True)
+    envelope, aperture = summary["envelope"], summary["aperture_mm"]
+    assert len(envelope) == len(aperture) == summary["frames"] == 74  # 37 steps of 80 ms
+    voiced, silent = envelope > 0.3 * envelope.max(), envelope < 0.02 * envelope.max()
+    assert voiced.sum() > 10 and silent.sum() > 5
+    assert np.median(aperture[voiced]) > np.median(aperture[silent]) + 2.0  # mm
+    assert np.corrcoef(aperture, envelope)[0, 1] > 0.6
+    count, _, _, frames = _read_video(tmp_path / "voice.mp4")
+    assert count == 74
+    loud, quiet = int(np.argmax(aperture)), int(np.flatnonzero(silent)[0])
+    mouth = (slice(110, 170), slice(60, 130))  # the lower face in the 192 x 192 face panel
+    assert np.abs(frames[loud][mouth].astype(int) - frames[quiet][mouth].astype(int)).mean() > 2
+    assert main(["render", str(session), "--out", str(tmp_path / "v2.mp4"), "--size", "320x160", "--no-audio",
+                 "--face-from-voice"]) == 0
+    text = capsys.readouterr().out
+    assert "driven from the robot's recorded voice" in text and "without audio: --no-audio" in text
+
+
+def test_user_face_is_drawn_beside_the_robot(tmp_path, capsys):
+    session = _talking_session(tmp_path, seconds=0.8, user_face=True)
+    assert main(["render", str(session), "--out", str(tmp_path / "both.mp4"), "--size", "480x240",
+                 "--face-from-voice"]) == 0
+    assert "user face: drawn" in capsys.readouterr().out
+    _, _, _, frames = _read_video(tmp_path / "both.mp4")
+    user = (slice(0, 192), slice(192, 384))  # the second face panel: no bars, two faces of 192
+    assert frames[0][user].std() > 10
+    # the user's left eye blinks every other step: the panel changes between frames 0 and 2
+    assert np.abs(frames[2][user].astype(int) - frames[0][user].astype(int)).sum() > 200
+
+
+def test_without_ffmpeg_the_video_is_kept_and_the_message_says_what_to_install(tmp_path, monkeypatch):
+    import moshiface_ros.render.video as video
+
+    monkeypatch.setattr(video, "ffmpeg_binary", lambda: None)
+    summary = render_session(_session(tmp_path), tmp_path / "silent.mp4", size=(320, 160))
+    assert summary["audio"] is False and "imageio-ffmpeg" in summary["audio_note"]
+    assert _read_video(tmp_path / "silent.mp4")[0] == 2 * STEPS
 
 
 def test_render_errors_are_one_line(tmp_path, capsys):

@@ -46,6 +46,28 @@ def test_synthetic_face_has_flame_vertex_counts_and_regions():
         assert face.faces.max() < count
 
 
+def test_rig_is_derived_from_the_synthetic_head(face):
+    """jawOpen is the head's jaw joint opening, eyeBlinkLeft its left blink, mouthSmileLeft its smile
+    on the face's left half only: the virtual head moves as the head every other stage uses."""
+    from moshiface_ros.flame.model import FlameParams
+    from moshiface_ros.flame.motion_head import motion_head
+    from moshiface_ros.flame.synthetic_expressions import EXPRESSION
+
+    head = motion_head(FLAME_TEETH_VERTICES)
+    np.testing.assert_allclose(face.neutral, head.neutral, atol=1e-6)
+    deltas = dict(zip(ARKIT_52, face.rig.deltas.astype(np.float64)))
+    cosine = lambda a, b: float((a * b).sum() / np.linalg.norm(a) / np.linalg.norm(b))
+    jaw = head.pose(FlameParams(jaw_pose=[0.2, 0.0, 0.0])) - head.neutral
+    assert cosine(deltas["jawOpen"], jaw) > 0.97
+    blink = head.model.exprdirs[:, :, EXPRESSION["blink_left"]].astype(np.float64)
+    assert cosine(deltas["eyeBlinkLeft"], blink) > 0.97
+    assert np.abs(deltas["eyeBlinkLeft"][face.regions.get("eye_right")]).max() < 1e-4
+    smile = np.linalg.norm(deltas["mouthSmileLeft"], axis=1)
+    x = head.neutral[:, 0]
+    assert smile[x > 0.01].max() > 0.002 and smile[x < -0.01].max() < 0.1 * smile[x > 0.01].max()
+    assert np.abs(deltas["jawOpen"][face.regions.get("teeth")]).max() > 0.003  # the lower teeth follow the jaw
+
+
 def test_noiseless_weights_are_recovered(face):
     weights = region_vertex_weights(face.rig.vertices, face.regions, {"lips": 4.0, "eye_region": 3.0})
     solver = BlendshapeSolver(face.rig, NO_REGULARISATION, weights)

@@ -158,12 +158,16 @@ def cmd_eval(args: argparse.Namespace) -> int:
     if not sequences:
         raise MoshifaceError(f"the {args.split} split of {args.data} is empty (too few sequences)")
     result = {"checkpoint": str(args.checkpoint), "data": str(args.data), "split": args.split,
-              "units": "x1e-3 (MVE: metres, LVE: squared metres)", **evaluate_codec(codec, sequences, lips)}
+              "units": "x1e-3 (MVE: metres, LVE: squared metres)", "lip_vertices": int(len(lips)),
+              **evaluate_codec(codec, sequences, lips)}
     out = args.out or args.checkpoint / f"eval-{args.split}.json"
     _save_text(out, json.dumps(result, indent=1) + "\n")
-    print(f"{args.split}: MVE {result['mve']:.3f}, LVE {result['lve']:.4f}, perplexity {result['perplexity']:.3f} "
+    root = lambda lve: (lve * 1e3) ** 0.5  # x1e-3 m^2 -> the root of the mean squared lip error, in mm
+    print(f"{args.split}: MVE {result['mve']:.3f} mm, LVE {result['lve']:.4f} x1e-3 m^2 "
+          f"({root(result['lve']):.2f} mm on {len(lips)} lip vertices), perplexity {result['perplexity']:.3f} "
           f"over {result['frames']} frames of {result['sequences']} sequences "
-          f"(zero motion: MVE {result['zero_motion_mve']:.3f}, LVE {result['zero_motion_lve']:.4f})")
+          f"(zero motion: MVE {result['zero_motion_mve']:.3f} mm, LVE {result['zero_motion_lve']:.4f} x1e-3 m^2, "
+          f"{root(result['zero_motion_lve']):.2f} mm)")
     print(f"results: {out}")
     return 0
 

@@ -1,4 +1,4 @@
-"""The FLAME model: arrays from a user's pickle (or the synthetic stand-in), evaluated with
+"""The FLAME model: arrays from a user's pickle (or the package's synthetic head), evaluated with
 shape, expression, jaw, neck, eye and global pose.
 
 FLAME 2020 and 2023 pickles share one format: ``v_template`` (V x 3), ``f`` (F x 3),

@@ -1,17 +1,21 @@
-"""A preview video of a session: the robot's face mesh next to its blendshape or actuator
-bars, at 25 fps, with the robot's voice muxed in when ffmpeg is available.
+"""A preview video of a session: the robot's face (and the user's, when recorded) shaded
+side by side, the robot's blendshape or actuator bars, and a strip of the robot's voice
+under its lip aperture, at 25 fps, with the robot's voice muxed in.
 
 Frame ``i`` shows the session at ``start + i * 40 ms`` (start = the first robot message),
 each panel holding the latest frame stamped at or before that time, so the picture and
-the robot's audio (which starts at the same stamp) stay in step. The mesh is drawn with
-OpenCV: an orthographic front view, back faces culled, triangles painted far to near in
-depth slices and shaded by their normal (Lambert), which is fast enough to render a
-session in about its own length.
+the robot's audio (which starts at the same stamp) stay in step. Faces are drawn by
+``panels.FacePainter`` (z-buffered and lit), fast enough to render a session in about its
+own length.
 
 Bars come from, in order: the head given with ``--head`` (its actuators, else its
 blendshapes, computed afresh from the recorded face frames, and from the robot's audio
 through the speech fallback when there are no face frames); else the recorded actuator
 commands; else the recorded blendshape weights.
+
+The audio is muxed with a system ffmpeg or the one the imageio-ffmpeg wheel (a runtime
+dependency) carries; when neither runs, the video is kept silent and the summary says why
+and what to install.
 """
 
 from __future__ import annotations
@@ -26,14 +30,15 @@ import cv2
 import numpy as np
 
 from ..errors import MoshifaceError
-from ..constants import FACE_FPS, FACE_FRAME_NS, NS_PER_S
+from ..constants import FACE_FPS, FACE_FRAME_NS
+from .panels import BACKGROUND, TEXT, FacePainter, SyncStrip, layout
 from .session import Session
+from .tracks import MeshTrack, latest
 
-BACKGROUND = (32, 30, 28)
-TEXT = (230, 230, 230)
 BAR = (90, 170, 240)
 BAR_NEGATIVE = (240, 150, 90)
-_LIGHT = np.array([0.35, 0.45, 1.0]) / np.linalg.norm([0.35, 0.45, 1.0])
+NO_FFMPEG = ("no ffmpeg to add the audio: install the imageio-ffmpeg wheel (pip install imageio-ffmpeg, "
+             "a dependency of this package) or a system ffmpeg")
 
 
 @dataclass
@@ -50,55 +55,11 @@ class BarTrack:
 
 
 @dataclass
-class MeshTrack:
-    stamps: np.ndarray
-    vertices: list[np.ndarray]  # absolute, V x 3 each
-    faces: np.ndarray | None
+class FacePanel:
+    """One face on screen: its meshes over time and how to draw them."""
 
-
-def _latest(stamps: np.ndarray, t: int) -> int:
-    """Index of the last stamp <= t, or -1."""
-    return int(np.searchsorted(stamps, t, side="right")) - 1
-
-
-class MeshPainter:
-    """Draws meshes of one topology into a fixed square, framed on the neutral face."""
-
-    def __init__(self, neutral: np.ndarray, faces: np.ndarray | None, size: int) -> None:
-        self.faces = faces
-        self.size = size
-        lo, hi = neutral[:, :2].min(0), neutral[:, :2].max(0)
-        self.centre = (lo + hi) / 2
-        self.scale = 0.85 * size / max(float((hi - lo).max()), 1e-6)
-
-    def _project(self, vertices: np.ndarray) -> np.ndarray:
-        xy = (vertices[:, :2] - self.centre) * self.scale
-        return np.stack([self.size / 2 + xy[:, 0], self.size / 2 - xy[:, 1]], 1)
-
-    def draw(self, canvas: np.ndarray, vertices: np.ndarray) -> None:
-        points = self._project(vertices)
-        if self.faces is None or not len(self.faces):
-            for x, y in points.astype(np.int32)[:: max(1, len(points) // 3000)]:
-                cv2.circle(canvas, (int(x), int(y)), 1, (200, 200, 200), -1)
-            return
-        tri = vertices[self.faces]
-        normals = np.cross(tri[:, 1] - tri[:, 0], tri[:, 2] - tri[:, 0])
-        length = np.linalg.norm(normals, axis=1)
-        front = (normals[:, 2] > 0) & (length > 0)
-        if not front.any():
-            return
-        shade = 0.25 + 0.75 * np.clip((normals[front] / length[front, None]) @ _LIGHT, 0.0, 1.0)
-        depth = tri[front, :, 2].mean(1)
-        polygons = np.round(points[self.faces[front]] * 16).astype(np.int32)  # 4 fractional bits
-        level = np.minimum((shade * 24).astype(np.int32), 23)
-        order = np.argsort(depth)
-        slices = np.array_split(order, 8)  # far to near
-        for part in slices:
-            for value in np.unique(level[part]):
-                chosen = part[level[part] == value]
-                grey = int(40 + 8.9 * value)
-                colour = (int(grey * 0.85), int(grey * 0.9), grey)
-                cv2.fillPoly(canvas, list(polygons[chosen]), colour, lineType=cv2.LINE_AA, shift=4)
+    track: MeshTrack
+    painter: FacePainter
 
 
 TITLE_SCALES = (0.6, 0.5, 0.42)  # the bar panel's title shrinks to these before it wraps
@@ -169,30 +130,33 @@ def _draw_bars(canvas: np.ndarray, track: BarTrack, row: np.ndarray | None) -> N
             cv2.line(canvas, (start, top), (start, bottom), TEXT, 1)
 
 
-def render_video(mesh: MeshTrack | None, painter: MeshPainter | None, bars: BarTrack | None,
+def _frame(canvas: np.ndarray, boxes, faces: list[FacePanel], bars: BarTrack | None, strip: SyncStrip | None,
+           i: int, t: int) -> None:
+    """Draws video frame ``i`` (session time ``t``) into ``canvas``."""
+    for (x, y, w, h), face in zip(boxes.faces, faces):
+        k = latest(face.track.stamps, t)
+        face.painter.draw(canvas[y:y + h, x:x + w], face.track.vertices[k] if k >= 0 else None)
+    if bars is not None and boxes.bars is not None:
+        x, y, w, h = boxes.bars
+        k = latest(bars.stamps, t)
+        _draw_bars(canvas[y:y + h, x:x + w], bars, bars.values[k] if k >= 0 else None)
+    x, y, w, h = boxes.strip
+    if strip is not None:
+        strip.draw(canvas[y:y + h, x:x + w], i)
+
+
+def render_video(faces: list[FacePanel], bars: BarTrack | None, strip: SyncStrip | None,
                  start_ns: int, frames: int, out: Path, size: tuple[int, int]) -> Path:
     """Writes the silent MP4 (mp4v) of ``frames`` frames to ``out``."""
     width, height = size
-    panel = height if mesh is not None else 0
+    boxes = layout(size, len(faces), bars is not None)
     writer = cv2.VideoWriter(str(out), cv2.VideoWriter_fourcc(*"mp4v"), FACE_FPS, (width, height))
     if not writer.isOpened():
         raise MoshifaceError(f"OpenCV cannot write an MP4 (mp4v) to {out}")
     try:
         for i in range(frames):
-            t = start_ns + i * FACE_FRAME_NS
             canvas = np.full((height, width, 3), BACKGROUND, np.uint8)
-            if mesh is not None and painter is not None:
-                k = _latest(mesh.stamps, t)
-                face = canvas[:, :panel]
-                if k >= 0:
-                    painter.draw(face, mesh.vertices[k])
-                else:
-                    cv2.putText(face, "no face yet", (20, 40), cv2.FONT_HERSHEY_SIMPLEX, 0.7, TEXT, 1, cv2.LINE_AA)
-            if bars is not None and width - panel > 40:
-                k = _latest(bars.stamps, t)
-                _draw_bars(canvas[:, panel:], bars, bars.values[k] if k >= 0 else None)
-            cv2.putText(canvas, f"{(t - start_ns) / NS_PER_S:6.2f} s", (8, height - 10), cv2.FONT_HERSHEY_SIMPLEX,
-                        0.5, TEXT, 1, cv2.LINE_AA)
+            _frame(canvas, boxes, faces, bars, strip, i, start_ns + i * FACE_FRAME_NS)
             writer.write(canvas)
     finally:
         writer.release()
@@ -212,34 +176,42 @@ def ffmpeg_binary() -> str | None:
         return None
 
 
-def mux_audio(video: Path, wav: Path, out: Path, ffmpeg: str) -> None:
-    """Copies the video stream and adds the WAV as AAC; raises MoshifaceError on failure."""
-    result = subprocess.run([ffmpeg, "-y", "-loglevel", "error", "-i", str(video), "-i", str(wav),
-                             "-map", "0:v:0", "-map", "1:a:0", "-c:v", "copy", "-c:a", "aac", "-b:a", "128k",
-                             str(out)], capture_output=True, text=True)
+def mux_audio(video: Path, wav: Path, out: Path, ffmpeg: str) -> str | None:
+    """Copies the video stream and adds the WAV as AAC; returns None, or why it could not."""
+    try:
+        result = subprocess.run([ffmpeg, "-y", "-loglevel", "error", "-i", str(video), "-i", str(wav),
+                                 "-map", "0:v:0", "-map", "1:a:0", "-c:v", "copy", "-c:a", "aac", "-b:a", "128k",
+                                 str(out)], capture_output=True, text=True)
+    except OSError as exc:
+        return f"{ffmpeg} does not run ({exc.strerror or exc}); {NO_FFMPEG}"
     if result.returncode != 0:
-        raise MoshifaceError(f"ffmpeg could not add the audio: {result.stderr.strip().splitlines()[-1:]}")
+        last = (result.stderr.strip().splitlines() or ["no message"])[-1]
+        return f"ffmpeg could not add the audio ({last})"
+    return None
 
 
-def write_preview(session: Session, out: Path, mesh: MeshTrack | None, painter: MeshPainter | None,
-                  bars: BarTrack | None, size: tuple[int, int] = (960, 540), audio: bool = True) -> dict:
-    """Renders and (when possible) muxes; writes ``out`` atomically. Returns a summary."""
+def write_preview(session: Session, out: Path, faces: list[FacePanel], bars: BarTrack | None,
+                  strip: SyncStrip | None, size: tuple[int, int] = (960, 540), audio: bool = True) -> dict:
+    """Renders and (when possible) muxes; writes ``out`` atomically. Returns a summary,
+    with ``audio_note`` saying why a video has no sound."""
     start, end = session.start_ns(), session.end_ns()
     if start is None or end is None:
         raise MoshifaceError(f"{session.bag} has nothing to render (no robot face, blendshapes, commands or audio)")
     frames = (end - start) // FACE_FRAME_NS + 1
     out.parent.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(dir=out.parent, prefix=".render-") as tmp:
-        silent = render_video(mesh, painter, bars, start, int(frames), Path(tmp) / "video.mp4", size)
+        silent = render_video(faces, bars, strip, start, int(frames), Path(tmp) / "video.mp4", size)
         wav = session.wav or _audio_wav(session, Path(tmp) / "robot.wav")
-        ffmpeg = ffmpeg_binary() if audio and wav is not None else None
-        final = Path(tmp) / "final.mp4"
-        if ffmpeg is not None:
-            mux_audio(silent, wav, final, ffmpeg)
-        else:
-            final = silent
+        note = "--no-audio" if not audio else "the session has no robot audio" if wav is None else None
+        ffmpeg = ffmpeg_binary() if note is None else None
+        final = silent
+        if note is None and ffmpeg is None:
+            note = NO_FFMPEG
+        elif ffmpeg is not None:
+            note = mux_audio(silent, wav, Path(tmp) / "final.mp4", ffmpeg)
+            final = silent if note else Path(tmp) / "final.mp4"
         final.replace(out)
-    return {"frames": int(frames), "size": size, "audio": ffmpeg is not None, "out": out}
+    return {"frames": int(frames), "size": size, "audio": note is None, "audio_note": note, "out": out}
 
 
 def _audio_wav(session: Session, path: Path) -> Path | None:

@@ -125,10 +125,10 @@ class HeadRetargeter:
             from .synthetic import FLAME_TEETH_VERTICES, FLAME_VERTICES, synthetic_face
 
             if vertices not in (FLAME_VERTICES, FLAME_TEETH_VERTICES):
-                raise ValueError(f"the synthetic topology has {FLAME_VERTICES} or {FLAME_TEETH_VERTICES} "
-                                 f"vertices, the frame {vertices}")
+                raise ValueError(f"the synthetic topology (the synthetic head) has {FLAME_VERTICES} or "
+                                 f"{FLAME_TEETH_VERTICES} vertices, the frame {vertices}")
             face = synthetic_face(vertices)
-            neutral, faces, regions, where = face.neutral, face.faces, face.regions, "the synthetic topology"
+            neutral, faces, regions, where = face.neutral, face.faces, face.regions, "the synthetic head"
             rig = face.rig if config.rig == SYNTHETIC else self._rig
         else:
             rig = self._rig if config.rig != SYNTHETIC else None

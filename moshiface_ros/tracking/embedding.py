@@ -12,7 +12,12 @@ topology it was built for (5,023 for FLAME; teeth vertices come after and are no
 (MediaPipe's layout measured on a real photo, see ``reference.py``) to the model's
 template, first by the nose tip at metric scale, then by iterative closest points with a
 similarity transform, and projects each landmark onto the nearest triangle (eyeballs
-excluded). ``moshiface flame embedding --flame FLAME.pkl --out FILE`` runs it.
+excluded). The reference's lips are parted, a model's lips at rest are not: MediaPipe's
+inner-lip landmarks sit where the lips meet, so where the model has a mouth opening (a rim
+of edges with one triangle), those landmarks are put on its rim instead, the upper ones on
+the upper lip's edge and the lower ones on the lower lip's. Otherwise a closed mouth would
+read as a mouth pressed shut and an open one as less open than it is.
+``moshiface flame embedding --flame FLAME.pkl --out FILE`` runs it.
 """
 
 from __future__ import annotations
@@ -92,6 +97,47 @@ class LandmarkEmbedding:
         return emb
 
 
+# MediaPipe's inner lip contour: upper lip, lower lip, mouth corners.
+INNER_LIP_UPPER = (191, 80, 81, 82, 13, 312, 311, 310, 415)
+INNER_LIP_LOWER = (95, 88, 178, 87, 14, 317, 402, 318, 324)
+INNER_LIP_CORNERS = (78, 308)
+RIM_REACH = 0.008  # m: a rim farther than this from the aligned landmark is not the mouth's
+
+
+def _rim_edges(faces: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Edges with a single triangle: (edges E x 2, their triangle, the triangle's third vertex)."""
+    edges = np.concatenate([faces[:, [0, 1]], faces[:, [1, 2]], faces[:, [2, 0]]])
+    triangle = np.tile(np.arange(len(faces)), 3)
+    third = np.concatenate([faces[:, 2], faces[:, 0], faces[:, 1]])
+    _, inverse, counts = np.unique(np.sort(edges, 1), axis=0, return_inverse=True, return_counts=True)
+    single = counts[inverse.reshape(-1)] == 1
+    return edges[single], triangle[single], third[single]
+
+
+def _snap_inner_lips(template: np.ndarray, faces: np.ndarray, aligned: np.ndarray,
+                     triangles: np.ndarray, bary: np.ndarray) -> None:
+    """Moves the inner-lip landmarks (in place) onto the mouth opening's rim, when there is one."""
+    edges, triangle, third = _rim_edges(faces)
+    if not len(edges):
+        return
+    a, b = template[edges[:, 0]], template[edges[:, 1]]
+    above = template[third, 1] > (a[:, 1] + b[:, 1]) / 2
+    d = b - a
+    for ids, side in ((INNER_LIP_UPPER, above), (INNER_LIP_LOWER, ~above),
+                      (INNER_LIP_CORNERS, np.ones(len(edges), dtype=bool))):
+        for landmark in ids:
+            if landmark >= len(aligned):
+                continue
+            t = np.clip(((aligned[landmark] - a) * d).sum(1) / np.maximum((d * d).sum(1), 1e-30), 0, 1)
+            distance = np.where(side, np.linalg.norm(a + t[:, None] * d - aligned[landmark], axis=1), np.inf)
+            k = int(np.argmin(distance))
+            if distance[k] > RIM_REACH:
+                continue
+            corners = faces[triangle[k]]
+            triangles[landmark] = triangle[k]
+            bary[landmark] = (1 - t[k]) * (corners == edges[k, 0]) + t[k] * (corners == edges[k, 1])
+
+
 def _eyeball_vertices(model: FlameModel) -> np.ndarray:
     return model.weights[:, 3:5].sum(1) > 0.5
 
@@ -115,7 +161,9 @@ def build_embedding(model: FlameModel, iterations: int = 30, landmarks: int = 46
         weights = 1.0 / (1.0 + (distance / (np.median(distance) + 1e-6)) ** 2)
         s, R, t = similarity(points, closest, weights)
         s = float(np.clip(s, 0.7, 1.4))
-    triangles, bary, _ = projector.project(s * points @ R.T + t)
+    aligned = s * points @ R.T + t
+    triangles, bary, _ = projector.project(aligned)
+    _snap_inner_lips(template, model.faces[surface], aligned, triangles, bary)
     return LandmarkEmbedding(np.arange(landmarks), surface[triangles], bary, base,
                              f"built from {model.source or 'a FLAME model'} (reference face, scale {s:.3f})")
 
