@@ -41,10 +41,17 @@ PYTEST_ARGS ?= test
 
 RUNTIME_STAMP := $(VENV)/.runtime-installed
 TEST_STAMP := $(VENV)/.test-installed
+WEB_STAMP := web/node_modules/.package-lock.json
 
 .PHONY: demo test install ros bench clean
 
-install: $(RUNTIME_STAMP)
+install: $(RUNTIME_STAMP) $(WEB_STAMP)
+
+# three.js for the browser page (`moshiface serve`), pinned by web/package-lock.json; without
+# npm this prints one line saying so and installs nothing (the stamp stays missing, so the
+# next make tries again).
+$(WEB_STAMP): web/package.json web/package-lock.json scripts/install_web.sh
+	bash scripts/install_web.sh
 
 $(RUNTIME_STAMP): setup.py requirements/runtime.txt Makefile
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -55,7 +62,7 @@ $(RUNTIME_STAMP): setup.py requirements/runtime.txt Makefile
 	touch $@
 
 # ROS before fetch_rosidl.sh: the ROS wheels (or a sourced ROS 2) already provide rosidl_adapter.
-$(TEST_STAMP): $(RUNTIME_STAMP) requirements/test.txt requirements/ros.txt scripts/fetch_rosidl.sh \
+$(TEST_STAMP): $(RUNTIME_STAMP) $(WEB_STAMP) requirements/test.txt requirements/ros.txt scripts/fetch_rosidl.sh \
 		scripts/install_system_packages.sh scripts/install_ros.sh
 	bash scripts/install_system_packages.sh $(VENV)
 	$(PIP) install --no-warn-conflicts -r requirements/test.txt
@@ -68,7 +75,7 @@ $(TEST_STAMP): $(RUNTIME_STAMP) requirements/test.txt requirements/ros.txt scrip
 ros: $(TEST_STAMP)
 	bash scripts/build_ros.sh $(VENV) $(ROS_PREFIX) $(ROS_DIR)/build "$(ROS_TOOLS)"
 
-demo: $(RUNTIME_STAMP)
+demo: $(RUNTIME_STAMP) $(WEB_STAMP)
 	$(BIN)/moshiface demo --out $(DEMO_OUT)
 
 # `pytest`, not `python -m pytest`: -m would put the source moshiface_ros/ (which has no

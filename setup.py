@@ -23,8 +23,15 @@ def _requirements() -> list[str]:
     return [line.strip() for line in lines if line.strip() and not line.startswith("#")]
 
 
+# The browser page and the part of three.js it loads (web/node_modules comes from `npm ci`).
+WEB_FILES = ("*.html", "*.js", "*.css")
+THREE_FILES = ("node_modules/three/build/three.module.js", "node_modules/three/build/three.core.js",
+               "node_modules/three/LICENSE")
+
+
 class BuildWithMessages(build_py):
-    """Copies msg/*.msg into the built package (a wheel has no repository root)."""
+    """Copies msg/*.msg and the web page into the built package (a wheel has no
+    repository root)."""
 
     def run(self) -> None:
         super().run()
@@ -32,6 +39,17 @@ class BuildWithMessages(build_py):
         target.mkdir(parents=True, exist_ok=True)
         for msg in sorted((HERE / "msg").glob("*.msg")):
             shutil.copy2(msg, target / msg.name)
+        self._copy_web(Path(self.build_lib) / "moshiface_ros" / "web")
+
+    @staticmethod
+    def _copy_web(target: Path) -> None:
+        web = HERE / "web"
+        files = [path for pattern in WEB_FILES for path in sorted(web.glob(pattern))]
+        files += [web / name for name in THREE_FILES if (web / name).is_file()]
+        for path in files:
+            destination = target / path.relative_to(web)
+            destination.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(path, destination)
 
 
 setup(

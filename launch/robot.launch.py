@@ -8,10 +8,12 @@
 
 Nodes: audio_capture (microphone -> /moshiface/user/audio), face_tracker (camera ->
 /moshiface/user/face), moshiface_node (the conversation), audio_playback (the robot's voice
-to the speaker) and retarget (the robot's face to the head: blendshapes, actuator commands,
-optionally Unreal Live Link). Each node's other parameters come from its shipped file in
-config/; the arguments here override them. One presentation delay is given to every node
-that presents the robot, so voice, face and actuators stay in step.
+to the speaker), retarget (the robot's face to the head: blendshapes, actuator commands,
+optionally Unreal Live Link) and, with web_head:=true, web_head (the robot's face, voice and
+captions as a web page, for a robot whose face is a screen). Each node's other parameters
+come from its shipped file in config/; the arguments here override them. One presentation
+delay is given to every node that presents the robot, so voice, face and actuators stay in
+step.
 
 Sources may be files and virtual devices: a video file works as the camera and a PulseAudio
 source as the microphone, so the whole robot can be tried without hardware (README).
@@ -48,6 +50,8 @@ ARGUMENTS = (
      "ms from a step's stamp to its presentation (voice, face, actuators); ~300 through a sound server"),
     ("record", "false", "true: record every topic the nodes publish into an MCAP bag (record.launch.py)"),
     ("bag_dir", "", "directory of the new bag; empty: rosbag2_<date>-<time> in the current directory"),
+    ("web_head", "false", "true: also serve the robot's face, voice and captions as a web page for a screen "
+                          "(web_head node, http://127.0.0.1:8999/; config/web_head.yaml)"),
 )
 
 
@@ -56,10 +60,10 @@ def _arg(name: str, kind: type = str) -> ParameterValue:
     return ParameterValue(LaunchConfiguration(name), value_type=kind)
 
 
-def _node(share: str, executable: str, config: str, overrides: dict) -> Node:
+def _node(share: str, executable: str, config: str, overrides: dict, condition=None) -> Node:
     return Node(package="moshiface_ros", executable=executable, name=executable,
                 parameters=[os.path.join(share, "config", config), overrides],
-                output="screen", emulate_tty=True)
+                output="screen", emulate_tty=True, condition=condition)
 
 
 def _nodes(share: str) -> list:
@@ -77,6 +81,8 @@ def _nodes(share: str) -> list:
             "head_file": _arg("head"), "presentation_delay_ms": delay,
             "livelink_enabled": _arg("livelink", bool), "livelink_host": _arg("livelink_host"),
             "livelink_port": _arg("livelink_port", int)}),
+        _node(share, "web_head", "web_head.yaml", {"presentation_delay_ms": delay},
+              condition=IfCondition(LaunchConfiguration("web_head"))),
     ]
 
 

@@ -35,7 +35,7 @@ EXIT_ERROR = 1
 DEMO_MICROPHONE_RATE = 16_000  # the demo's input is at a typical microphone rate, not the model's
 
 # Command groups in moshiface_ros.commands, in the order --help lists them.
-COMMAND_MODULES = ("codec", "face_lm", "flame", "render", "session")
+COMMAND_MODULES = ("codec", "face_lm", "flame", "render", "serve", "session")
 
 
 # Sampling flags; one left out keeps the default of ``Sampling`` (Moshi's own).
@@ -306,18 +306,24 @@ def _demo_user_audio(out: Path, seconds: float, seed: int) -> Path:
 
 
 def _demo_user_face(out: Path, seconds: float, seed: int) -> Path:
-    """Synthetic FLAME-like user face motion for the demo's tiny Moshi-Face model."""
+    """The demo user's face: the synthetic head speaking the demo's user voice (``user.wav``,
+    written just before by ``_demo_user_audio``), as displacements for the tiny Moshi-Face model."""
     import numpy as np
 
-    from .face_codec.synthetic import SyntheticFace
+    from .audio.wav import read_wav
+    from .flame.motion_head import motion_head
+    from .flame.voice_motion import VoiceMotion, motion_vertices
 
     path = out / "user_face.npy"
-    motion = SyntheticFace(vertices=VHAP_VERTICES).motion(int(seconds * FACE_FPS), seed=seed)
+    samples, rate = read_wav(out / "user.wav")
+    head = motion_head(VHAP_VERTICES)
+    params = VoiceMotion(seed=seed).generate(samples, rate, frames=int(seconds * FACE_FPS))
+    motion = (motion_vertices(head, params) - head.neutral[None]).astype(np.float32)
     try:
         np.save(path, motion)
     except OSError as exc:
         raise MoshifaceError(f"cannot write the demo input {path}: {exc.strerror or exc}") from exc
-    print(f"user face:   {path} (synthetic FLAME-like motion, {len(motion)} frames at {FACE_FPS} fps)")
+    print(f"user face:   {path} (the synthetic head speaking user.wav, {len(motion)} frames at {FACE_FPS} fps)")
     return path
 
 

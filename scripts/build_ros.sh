@@ -73,6 +73,12 @@ else
     (cd "$REPO" && find . \( -name .git -o -name .venv -o -name build -o -name __pycache__ \) -prune \
         -o -type f -print0 | xargs -0 cp -p --parents -t "$SRC")
 fi
+# three.js for the web page: installed by `npm ci` into web/node_modules (ignored by git, so
+# not in the copy above); CMakeLists.txt installs these files with the page when they exist.
+for f in web/node_modules/three/build/three.module.js web/node_modules/three/build/three.core.js \
+         web/node_modules/three/LICENSE; do
+    if [ -f "$REPO/$f" ]; then (cd "$REPO" && cp -p --parents -t "$SRC" "$f"); fi
+done
 if [ ! -f "$BUILD/CMakeCache.txt" ]; then
     run_logged "$BUILD/configure.log" cmake -S "$SRC" -B "$BUILD" -DCMAKE_INSTALL_PREFIX="$PREFIX" \
         -DPython3_EXECUTABLE="$PY" -DCMAKE_BUILD_TYPE=Release -DBUILD_TESTING=OFF

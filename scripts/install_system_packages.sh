@@ -3,7 +3,9 @@
 # no hardware (null sinks, a virtual microphone) reached through PortAudio's ALSA `pulse`
 # device; a C/C++ compiler, make and cmake, which build the package's messages with its
 # CMakeLists.txt; iproute2, which brings up loopback in the tests' private network
-# namespace; and, when VENV's Python has no C headers, that Python's -dev package.
+# namespace; chromium, the headless browser of the web page's test; espeak-ng, the two voices
+# of `moshiface data synth`'s conversation corpus; and, when VENV's
+# Python has no C headers, that Python's -dev package.
 # Idempotent: does nothing when every package is already installed.
 #
 #   bash scripts/install_system_packages.sh [VENV]
@@ -13,7 +15,7 @@
 # MOSHIFACE_SYSTEM_PACKAGES replaces the package list (the tests use it to name a missing one).
 set -euo pipefail
 
-read -r -a PACKAGES <<< "${MOSHIFACE_SYSTEM_PACKAGES:-libportaudio2 libasound2-plugins pulseaudio pulseaudio-utils build-essential cmake iproute2}"
+read -r -a PACKAGES <<< "${MOSHIFACE_SYSTEM_PACKAGES:-libportaudio2 libasound2-plugins pulseaudio pulseaudio-utils build-essential cmake iproute2 chromium espeak-ng}"
 if [ "$#" -ge 1 ] && [ -x "$1/bin/python" ]; then
     include=$("$1/bin/python" -c 'import sysconfig; print(sysconfig.get_paths()["include"])')
     if [ ! -f "$include/Python.h" ]; then

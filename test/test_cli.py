@@ -291,6 +291,19 @@ def test_demo_runs_twice_into_the_same_dir(tmp_path, env, read_session):
         assert abs(data["summary"]["steps"] - math.ceil(3.0 * RATE / FRAME)) <= 1
         rate, user = scipy.io.wavfile.read(out / "user.wav")
         assert rate == 16000 and len(user) == 3 * 16000
+    _user_face_speaks_the_user_audio(out, user.astype(np.float64))
+
+
+def _user_face_speaks_the_user_audio(out: Path, user: np.ndarray) -> None:
+    """The demo's user face is the synthetic head speaking user.wav: its mouth opens with it."""
+    from moshiface_ros.flame.motion_head import LipGauge, motion_head
+
+    face = np.load(out / "user_face.npy")
+    head = motion_head(5143)
+    assert face.shape == (75, 5143, 3)
+    aperture = LipGauge(head.neutral, head.regions)(head.neutral + face)
+    loud = np.sqrt((user[: 75 * 640].reshape(75, 640) ** 2).mean(1))  # 40 ms frames at 16 kHz
+    assert np.corrcoef(aperture, loud)[0, 1] > 0.5
 
 
 def test_demo_with_an_unusable_out_is_a_one_line_error(tmp_path, env):

@@ -15,7 +15,7 @@ from moshiface_ros.nodes.paramspec import ParameterError, about, coerce, setting
 
 ROOT = Path(__file__).resolve().parents[1]
 CONFIG = {"moshiface_node": "moshiface.yaml", "audio_capture": "audio.yaml", "audio_playback": "audio.yaml",
-          "face_tracker": "face_tracker.yaml", "retarget": "retarget.yaml"}
+          "face_tracker": "face_tracker.yaml", "retarget": "retarget.yaml", "web_head": "web_head.yaml"}
 
 
 def test_every_parameter_is_described_and_typed():
@@ -32,7 +32,7 @@ def test_every_parameter_is_described_and_typed():
 def test_presentation_delay_is_the_shared_default_everywhere():
     delays = {node: values["presentation_delay_ms"] for node, values in parameters.NODES.items()
               if "presentation_delay_ms" in values}
-    assert set(delays) == {"audio_capture", "audio_playback", "retarget"}
+    assert set(delays) == {"audio_capture", "audio_playback", "retarget", "web_head"}
     assert set(delays.values()) == {PRESENTATION_DELAY_MS} == {300.0}
     for node in delays:
         file = yaml.safe_load((ROOT / "config" / CONFIG[node]).read_text())

@@ -409,6 +409,7 @@ NODE_CONFIG_FILES = {
     "audio.yaml": {"audio_capture", "audio_playback"},
     "face_tracker.yaml": {"face_tracker"},
     "retarget.yaml": {"retarget"},
+    "web_head.yaml": {"web_head"},
 }
 
 
@@ -447,7 +448,7 @@ def test_launch_node_name_matches_parameter_file():
 ROBOT_LAUNCH = ROOT / "launch" / "robot.launch.py"
 ROBOT_ARGUMENTS = {"model", "device", "head", "camera", "flame_model", "teeth", "input_device", "output_device",
                    "echo_cancellation", "livelink", "livelink_host", "livelink_port", "presentation_delay_ms",
-                   "record", "bag_dir"}
+                   "record", "bag_dir", "web_head"}
 
 
 def _robot_arguments() -> dict[str, str | None]:
@@ -482,7 +483,7 @@ def test_robot_launch_arguments_and_nodes(cmake):
     text = ROBOT_LAUNCH.read_text()
     started = set(re.findall(r'_node\(share, "(\w+)", "(\w+\.yaml)"', text))
     assert {node for node, _ in started} == {"audio_capture", "face_tracker", "moshiface_node", "audio_playback",
-                                              "retarget"}
+                                              "retarget", "web_head"}
     for node, config in started:
         assert node in NODE_CONFIG_FILES[config], (node, config)
     installed = {Path(f).name for files, _ in _installs(cmake, "PROGRAMS") for f in files}

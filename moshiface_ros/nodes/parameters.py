@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from ..audio.devices import parse_latency
-from ..constants import FACE_FPS, PRESENTATION_DELAY_MS, SAMPLE_RATE
+from ..constants import FACE_FPS, PRESENTATION_DELAY_MS, SAMPLE_RATE, VHAP_VERTICES
 from ..topics import ROBOT_ACTUATORS
 from .paramspec import ParameterError, defaults, param
 
@@ -133,10 +133,28 @@ class RetargetSettings:
             raise ParameterError("command_topic", f"must be an absolute topic name, got {self.command_topic!r}")
 
 
+@dataclass(frozen=True)
+class WebHeadSettings:
+    host: str = param("127.0.0.1", "address the page is served on; anything but loopback needs a token")
+    port: int = param(8999, "port of the page (0 = a free one, logged)", low=0, high=65535)
+    token: str = param("", "required as ?token= on requests from other machines ('' = only this machine)")
+    presentation_delay_ms: float = param(PRESENTATION_DELAY_MS, "the page presents voice and face at each "
+                                         "stamp + this (equal to every presenting node's)", **DELAY_MS)
+    vertices: int = param(VHAP_VERTICES, "vertices of the robot's face frames (the head mesh the page draws)",
+                          low=1, high=100_000)
+
+    def check(self) -> None:
+        from ..server.pages import is_loopback
+
+        if not is_loopback(self.host) and not self.token:
+            raise ParameterError("token", f"host {self.host} lets other machines in: set a token as well")
+
+
 AUDIO_CAPTURE = defaults(AudioCaptureSettings)
 AUDIO_PLAYBACK = defaults(AudioPlaybackSettings)
 FACE_TRACKER = defaults(FaceTrackerSettings)
 RETARGET = defaults(RetargetSettings)
+WEB_HEAD = defaults(WebHeadSettings)
 
 _LAZY: dict[str, Any] = {}
 
@@ -150,7 +168,7 @@ def __getattr__(name: str) -> Any:
 
         classes = {"moshiface_node": settings, "audio_capture": AudioCaptureSettings,
                    "audio_playback": AudioPlaybackSettings, "face_tracker": FaceTrackerSettings,
-                   "retarget": RetargetSettings}
+                   "retarget": RetargetSettings, "web_head": WebHeadSettings}
         _LAZY.update(MoshifaceSettings=settings, MOSHIFACE_NODE=defaults(settings), SETTINGS=classes,
                      NODES={node: defaults(cls) for node, cls in classes.items()})
     return _LAZY[name]
