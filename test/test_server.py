@@ -16,17 +16,12 @@ import pytest
 
 from moshiface_ros.constants import FACE_FRAME_NS, FRAME_SIZE, PRESENTATION_DELAY_MS, SAMPLE_RATE, STEP_NS
 from moshiface_ros.server import protocol
-from test_server_harness import ServerProcess, session_dirs, speech_messages, talk
+from test_server_harness import ServerProcess, serve_for_module, session_dirs, speech_messages, talk
 
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory):
-    root = tmp_path_factory.mktemp("serve")
-    process = ServerProcess(root / "out").start(root / "serve.log")
-    yield process
-    code, log = process.stop()
-    assert code == 0, log
-    assert "Traceback" not in log, log
+    yield from serve_for_module(tmp_path_factory.mktemp("serve"))
 
 
 def _new_dirs(server: ServerProcess, before: list[Path]) -> list[Path]:

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from moshiface_ros.server import protocol
-from test_server_harness import ServerProcess, session_dirs, speech_messages, talk
+from test_server_harness import serve_for_module, session_dirs, speech_messages, talk
 
 CASES = 48
 
@@ -35,12 +35,7 @@ def fuzz_messages(seed: int) -> list[bytes]:
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory):
-    root = tmp_path_factory.mktemp("fuzz")
-    process = ServerProcess(root / "out").start(root / "serve.log")
-    yield process
-    code, log = process.stop()
-    assert code == 0, log
-    assert "Traceback" not in log, log
+    yield from serve_for_module(tmp_path_factory.mktemp("fuzz"))
 
 
 async def _fuzz(url: str, messages: list[bytes]) -> list:

@@ -11,7 +11,7 @@ import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
 import aiohttp
 import numpy as np
@@ -72,6 +72,16 @@ class ServerProcess:
     def logged(self) -> str:
         return self.log.read_text(errors="replace")
 
+
+
+def serve_for_module(root: Path) -> Iterator[ServerProcess]:
+    """A module-scoped server fixture's body: a server writing under ``root``, stopped at
+    the end with status 0 and no traceback in its log, whatever the tests sent it."""
+    process = ServerProcess(root / "out").start(root / "serve.log")
+    yield process
+    code, log = process.stop()
+    assert code == 0, log
+    assert "Traceback" not in log, log
 
 @dataclass
 class Conversation:

@@ -25,7 +25,8 @@ def candidate_dirs() -> list[Path]:
     found = [Path(os.environ[WEB_DIR_ENV])] if os.environ.get(WEB_DIR_ENV) else []
     found += [package / "web", package.parent / "web"]
     # ROS: <prefix>/lib/pythonX.Y/site-packages/moshiface_ros -> <prefix>/share/moshiface_ros/web
-    found.append(package.parents[3] / "share" / "moshiface_ros" / "web")
+    if package.parent.name in ("site-packages", "dist-packages") and len(package.parents) > 3:
+        found.append(package.parents[3] / "share" / "moshiface_ros" / "web")
     return found
 
 
