@@ -10,7 +10,8 @@ Nodes: audio_capture (microphone -> /moshiface/user/audio), face_tracker (camera
 /moshiface/user/face), moshiface_node (the conversation), audio_playback (the robot's voice
 to the speaker), retarget (the robot's face to the head: blendshapes, actuator commands,
 optionally Unreal Live Link) and, with web_head:=true, web_head (the robot's face, voice and
-captions as a web page, for a robot whose face is a screen). Each node's other parameters
+captions as a web page, for a robot whose face is a screen; web_head_source:=blendshapes draws
+the head file's rig from the retarget node's weights). Each node's other parameters
 come from its shipped file in config/; the arguments here override them. One presentation
 delay is given to every node that presents the robot, so voice, face and actuators stay in
 step.
@@ -52,6 +53,9 @@ ARGUMENTS = (
     ("bag_dir", "", "directory of the new bag; empty: rosbag2_<date>-<time> in the current directory"),
     ("web_head", "false", "true: also serve the robot's face, voice and captions as a web page for a screen "
                           "(web_head node, http://127.0.0.1:8999/; config/web_head.yaml)"),
+    ("web_head_source", "face", '"face": the page draws the robot\'s face frames; "blendshapes": it draws the '
+                                "head file's rig (head:=, e.g. config/heads/arkit_virtual_head.yaml) from the "
+                                "retarget node's blendshape weights"),
 )
 
 
@@ -81,8 +85,9 @@ def _nodes(share: str) -> list:
             "head_file": _arg("head"), "presentation_delay_ms": delay,
             "livelink_enabled": _arg("livelink", bool), "livelink_host": _arg("livelink_host"),
             "livelink_port": _arg("livelink_port", int)}),
-        _node(share, "web_head", "web_head.yaml", {"presentation_delay_ms": delay},
-              condition=IfCondition(LaunchConfiguration("web_head"))),
+        _node(share, "web_head", "web_head.yaml", {
+            "presentation_delay_ms": delay, "source": _arg("web_head_source"), "head_file": _arg("head")},
+            condition=IfCondition(LaunchConfiguration("web_head"))),
     ]
 
 

@@ -448,7 +448,7 @@ def test_launch_node_name_matches_parameter_file():
 ROBOT_LAUNCH = ROOT / "launch" / "robot.launch.py"
 ROBOT_ARGUMENTS = {"model", "device", "head", "camera", "flame_model", "teeth", "input_device", "output_device",
                    "echo_cancellation", "livelink", "livelink_host", "livelink_port", "presentation_delay_ms",
-                   "record", "bag_dir", "web_head"}
+                   "record", "bag_dir", "web_head", "web_head_source"}
 
 
 def _robot_arguments() -> dict[str, str | None]:

@@ -142,3 +142,19 @@ def test_other_machines_need_the_token(peer, query, allowed, tmp_path):
     else:
         with pytest.raises(web.HTTPForbidden):
             asyncio.run(call())
+
+
+def test_blendshape_weights_travel_as_one_stamp_and_k_floats():
+    """A blendshape frame is its offset and the weights in the mesh's morph order; the
+    kinds that were there before keep their bytes."""
+    weights = np.array([0.0, 0.25, 1.0], np.float32)
+    message = protocol.encode_blendshapes(40_000_000, weights)
+    assert message == b"\x14" + struct.pack("<q", 40_000_000) + struct.pack("<3f", 0.0, 0.25, 1.0)
+    kind, (offset, decoded) = protocol.decode_server(message)
+    assert kind is protocol.Kind.BLENDSHAPES and offset == 40_000_000 and np.array_equal(decoded, weights)
+    assert protocol.encode_face(7, np.zeros((1, 3)), False) == b"\x12" + struct.pack("<q", 7) + b"\x00" + b"\x00" * 12
+    assert protocol.encode_text(7, "a") == b"\x11" + struct.pack("<q", 7) + b"a"
+    assert [k.value for k in protocol.Kind if k is not protocol.Kind.BLENDSHAPES] == [1, 2, 3, 4, 0x10, 0x11, 0x12,
+                                                                                       0x13]
+    with pytest.raises(protocol.ProtocolError, match="not one a client sends"):
+        protocol.decode_client(message)

@@ -5,6 +5,8 @@ It checks the whole loop: the server hears the user (the session's bag holds non
 user audio), the page receives and schedules every robot audio chunk and face frame the
 server sent, nothing is logged as an error, and the face drawn for a mouth-closed frame
 and a mouth-open one differ where the mouth is. The screenshots stay in SHOTS to look at.
+The page as the web_head node's display draws pushed face frames, and a head given by its
+rig (blendshape weights as three.js morph targets) with its mouth shut and open.
 """
 
 from __future__ import annotations
@@ -93,8 +95,8 @@ def test_the_page_talks_plays_and_draws_the_face(tmp_path, read_session):
     _assert_mouths_differ(boxes)
 
 
-def _assert_mouths_differ(boxes: list[dict]) -> None:
-    closed, opened = _png(SHOTS / "mouth_closed.png"), _png(SHOTS / "mouth_open.png")
+def _assert_mouths_differ(boxes: list[dict], shots: tuple[str, str] = ("mouth_closed", "mouth_open")) -> None:
+    closed, opened = _png(SHOTS / f"{shots[0]}.png"), _png(SHOTS / f"{shots[1]}.png")
     assert closed.shape == opened.shape
     box = boxes[1]
     x0, y0 = int(box["x"]) - 4, int(box["y"]) - 4
@@ -145,3 +147,63 @@ def test_the_page_as_a_display_plays_and_draws_what_is_pushed(tmp_path):
     assert not problems and not stats["errors"], problems + stats["errors"]
     assert stats["micChunks"] == 0 and stats["state"] in ("listening", "speaking")
     assert stats["audioLate"] <= 2 and max(np.abs(stats["faceOffsetMs"])) < 60
+
+
+def _push_weights(display, jaw_names: list[str], stop) -> None:
+    """80 ms steps stamped now: a voice chunk and two frames of weights, the jaw shut in
+    the first and open in the second (as a retarget node publishes them, by name)."""
+    import time
+
+    from moshiface_ros.messages.types import AudioChunk, BlendshapeWeights
+
+    while not stop.wait(0.08):
+        stamp = time.time_ns()
+        display.push_audio(AudioChunk(stamp, 24000, np.sin(np.arange(1920) * 0.07) * 0.3))
+        for k, jaw in enumerate((0.0, 1.0)):
+            display.push_blendshapes(BlendshapeWeights(stamp + k * 40_000_000, jaw_names, [jaw, 0.1]))
+
+
+def test_the_page_as_a_display_draws_a_head_from_its_blendshapes(tmp_path):
+    """web_head with source blendshapes: the shipped ARKit virtual head's rig becomes morph
+    targets; a frame at jawOpen 0 and one at jawOpen 1 look different at the mouth."""
+    import threading
+    import time
+
+    from moshiface_ros.server.assets import web_dir
+    from moshiface_ros.server.display import FaceDisplay
+    from moshiface_ros.server.mesh import rig_head
+
+    head = rig_head(REPO / "config" / "heads" / "arkit_virtual_head.yaml", 5143)
+    display = FaceDisplay(web_dir(), time.time_ns, port=0, vertices=5143, morphs=head)
+    display.start()
+    stop, problems = threading.Event(), []
+    pusher = threading.Thread(target=_push_weights, args=(display, ["jawOpen", "eyeBlinkLeft"], stop))
+    jaw = head.names.index("jawOpen")
+    try:
+        bench = _bench()
+        with bench.open_page(display.url, bench.speech_wav(tmp_path / "s.wav", 2.0), tmp_path / "profile",
+                             CHROMIUM, problems, camera=False) as page:
+            pusher.start()
+            bench.wait_for(page, "() => window.moshiface.stats.faceShown >= 10 && "
+                                 "window.moshiface.frames.length >= 20", 60)
+            stats = bench.page_stats(page)
+            jaws = page.evaluate(f"window.moshiface.frames.map((f) => f.weights[{jaw}])")
+            motion = page.evaluate("window.moshiface.mouthMotion()")
+            closed, opened = jaws.index(0.0), jaws.index(1.0)
+            SHOTS.mkdir(parents=True, exist_ok=True)
+            boxes = []
+            for name, index in (("bs_closed", closed), ("bs_open", opened)):
+                boxes.append(page.evaluate(f"window.moshiface.freeze({index})"))
+                page.wait_for_timeout(300)
+                page.screenshot(path=str(SHOTS / f"{name}.png"))
+            morphs = page.evaluate("window.moshiface.view.object.morphTargetInfluences.length")
+    finally:
+        stop.set()
+        if pusher.is_alive():
+            pusher.join()
+        display.stop()
+    assert not problems and not stats["errors"], problems + stats["errors"]
+    assert morphs == 52 and display.bad_blendshapes == 0
+    assert set(jaws) == {0.0, 1.0} and max(np.abs(stats["faceOffsetMs"])) < 60
+    assert motion[opened] > motion[closed] + 5e-4  # metres the rig's jawOpen moves the lips
+    _assert_mouths_differ(boxes, ("bs_closed", "bs_open"))

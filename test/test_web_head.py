@@ -1,6 +1,8 @@
 """The web_head node under real ROS: the robot's face, voice and text published on their
 topics reach a page connected to the node's WebSocket, stamped as offsets on the
-page's clock; a bad host/token pair ends the node with one line; Ctrl-C ends it cleanly.
+page's clock; with source:=blendshapes the weights on /moshiface/robot/blendshapes reach
+it by name, bad ones counted and reported once; a bad host/token pair or a head without
+a rig ends the node with one line; Ctrl-C ends it cleanly.
 
 Needs the package built with its CMakeLists (``make test``); skips without ROS, or fails
 under ``MOSHIFACE_REQUIRE_ROS=1``.
@@ -29,14 +31,16 @@ import aiohttp  # noqa: E402
 import rclpy  # noqa: E402
 
 from moshiface_ros.messages import convert  # noqa: E402
-from moshiface_ros.messages.types import AudioChunk, DialogueText, FaceFrame  # noqa: E402
+from moshiface_ros.messages.types import AudioChunk, BlendshapeWeights, DialogueText, FaceFrame  # noqa: E402
 from moshiface_ros.msg import AudioChunk as AudioChunkMsg  # noqa: E402
+from moshiface_ros.msg import BlendshapeWeights as BlendshapeWeightsMsg  # noqa: E402
 from moshiface_ros.msg import DialogueText as DialogueTextMsg  # noqa: E402
 from moshiface_ros.msg import FaceFrame as FaceFrameMsg  # noqa: E402
-from moshiface_ros.nodes.qos import AUDIO_QOS, FACE_QOS, TEXT_QOS  # noqa: E402
+from moshiface_ros.nodes.qos import AUDIO_QOS, COMMAND_QOS, FACE_QOS, TEXT_QOS  # noqa: E402
 from moshiface_ros.nodes.rclpy_messages import RclpyFactory  # noqa: E402
+from moshiface_ros.server import protocol  # noqa: E402
 from moshiface_ros.server.assets import THREE_MODULE, WEB_DIR_ENV  # noqa: E402
-from moshiface_ros.topics import ROBOT_AUDIO, ROBOT_FACE, ROBOT_TEXT  # noqa: E402
+from moshiface_ros.topics import ROBOT_AUDIO, ROBOT_BLENDSHAPES, ROBOT_FACE, ROBOT_TEXT  # noqa: E402
 from test_server_harness import Conversation  # noqa: E402
 
 REPO = Path(__file__).resolve().parent.parent
@@ -117,4 +121,85 @@ def test_a_host_for_other_machines_needs_a_token(tmp_path, web_files):
         assert process.process.wait(60) != 0
     text = process.text()
     assert "host 0.0.0.0 lets other machines in: set a token as well" in text
+    assert_clean_output(text, "web_head")
+
+
+def _bad_weights(stamp_ns: int, names: list[str], weights: list[float]):
+    """A BlendshapeWeights message as a broken publisher might send it (no checks)."""
+    msg = BlendshapeWeightsMsg()
+    msg.header.stamp.sec, msg.header.stamp.nanosec = divmod(stamp_ns, 1_000_000_000)
+    msg.names, msg.weights = names, weights
+    return msg
+
+
+def _publish_weights(publisher, stamp: int) -> None:
+    """Good, unknown-name, NaN, wrong-count and good messages, 40 ms apart (25 fps)."""
+    factory = RclpyFactory()
+    messages = [convert.blendshape_weights_to_msg(BlendshapeWeights(stamp, ["jawOpen"], [0.0]), factory),
+                _bad_weights(stamp + 40_000_000, ["jawOpen", "noSuchShape"], [0.5, 0.5]),
+                _bad_weights(stamp + 80_000_000, ["jawOpen"], [float("nan")]),
+                _bad_weights(stamp + 120_000_000, ["jawOpen", "eyeBlinkLeft"], [0.5]),
+                convert.blendshape_weights_to_msg(
+                    BlendshapeWeights(stamp + 160_000_000, ["eyeBlinkLeft", "jawOpen"], [0.25, 1.0]), factory)]
+    for message in messages:
+        publisher.publish(message)
+        time.sleep(0.04)
+
+
+def test_blendshapes_reach_the_page_by_name_at_their_stamps(tmp_path, web_files):
+    raw: list[bytes] = []
+
+    class Keep:  # every message as sent (blendshape frames are not face frames)
+        take = staticmethod(raw.append)
+
+    with start_node("web_head", tmp_path, "-p", "port:=0", "-p", "source:=blendshapes") as process:
+        process.wait_for(READY, 90)
+        url = re.search(READY, process.text()).group(1).replace("http://", "ws://") + "ws"
+        connected, until = threading.Event(), threading.Event()
+        watcher = threading.Thread(target=lambda: asyncio.run(_watch(url, Keep, connected, until)))
+        watcher.start()
+        rclpy.init()
+        node = rclpy.create_node("web_head_test_weights")
+        try:
+            assert connected.wait(20)
+            publisher = node.create_publisher(BlendshapeWeightsMsg, ROBOT_BLENDSHAPES, COMMAND_QOS)
+            deadline = time.monotonic() + 20
+            while publisher.get_subscription_count() == 0 and time.monotonic() < deadline:
+                time.sleep(0.1)
+            time.sleep(0.5)  # the page's clock starts at its hello: stamp after it
+            _publish_weights(publisher, time.time_ns() + 200_000_000)
+            deadline = time.monotonic() + 20
+            while sum(m[0] == protocol.Kind.BLENDSHAPES for m in raw) < 3 and time.monotonic() < deadline:
+                time.sleep(0.1)
+            time.sleep(0.3)  # nothing more may come
+        finally:
+            until.set()
+            watcher.join()
+            node.destroy_node()
+            rclpy.try_shutdown()
+        assert process.interrupt() == 0
+    text = process.text()
+    assert_clean_output(text, "web_head")
+    decoded = [protocol.decode_server(m) for m in raw]
+    [hello] = [value for kind, value in decoded if kind is protocol.Kind.HELLO]
+    frames = [value for kind, value in decoded if kind is protocol.Kind.BLENDSHAPES]
+    names = hello["blendshapes"]
+    assert len(names) == 52 and hello["vertices"] == 5143 and ROBOT_BLENDSHAPES in text
+    assert [offset - frames[0][0] for offset, _ in frames] == [0, 40_000_000, 160_000_000] and frames[0][0] > 0
+    by_name = [dict(zip(names, weights.tolist())) for _, weights in frames]
+    assert [w["jawOpen"] for w in by_name] == [0.0, 0.5, 1.0] and by_name[2]["eyeBlinkLeft"] == 0.25
+    assert sum(by_name[2].values()) == 1.25  # the names not sent are at rest
+    # each bad message counted, each kind of problem said once
+    assert text.count("dropping a bad message on /moshiface/robot/blendshapes") == 1
+    assert text.count("unknown blendshape names noSuchShape") == 1
+    assert f"bad messages seen: 2 on {ROBOT_BLENDSHAPES}, 1 on {ROBOT_BLENDSHAPES}:rig" in text
+
+
+def test_a_head_without_a_rig_is_refused_in_one_line(tmp_path, web_files):
+    head = share_dir() / "config" / "heads" / "servo_head.yaml"
+    with start_node("web_head", tmp_path, "-p", "port:=0", "-p", "source:=blendshapes",
+                    "-p", f"head_file:={head}") as process:
+        assert process.process.wait(90) != 0
+    text = process.text()
+    assert "blendshapes.source is 'features': the page draws a head from its rig" in text
     assert_clean_output(text, "web_head")

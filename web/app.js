@@ -1,6 +1,8 @@
 // The conversation page's main thread: it starts the audio graph and the link worker
 // (which carry the voice both ways, see link.js), draws the robot's face with three.js at
-// the moment its audio is heard, shows the captions, the mic level and the state.
+// the moment its audio is heard, shows the captions, the mic level and the state. A face
+// frame is vertex displacements, or, for a head drawn by blendshapes (a display whose hello
+// names them), the weights of the head's morph targets, fetched once from /morphs.
 import { FaceView } from "./face.js";
 
 const MODEL_RATE = 24000;
@@ -78,7 +80,7 @@ function animate(now) {
     chosen = null;
   }
   if (chosen) {
-    page.view.show(chosen.displacements);
+    page.view.showFrame(chosen);
     stats.faceShown++;
     stats.faceOffsetMs.push((heard - chosen.frame) / ctx.sampleRate * 1000);
   }
@@ -99,8 +101,11 @@ async function start() {
   const hello = await (await fetch(withToken("/hello"))).json();
   faceFps = hello.face_fps;
   if (hello.vertices) {
-    page.view = new FaceView($("face"), await (await fetch(withToken("/mesh"))).json());
-    page.view.show(null);
+    const mesh = await (await fetch(withToken("/mesh"))).json();
+    const morphs = hello.blendshapes
+      ? new Float32Array(await (await fetch(withToken("/morphs"))).arrayBuffer()) : null;
+    page.view = new FaceView($("face"), mesh, morphs);
+    page.view.showFrame(null);
   }
   ctx = new AudioContext({ sampleRate: MODEL_RATE, latencyHint: "interactive" });
   await ctx.audioWorklet.addModule("/static/worklets.js");
@@ -168,10 +173,10 @@ async function startMicrophone() {
 page.freeze = (index) => {
   page.frozen = true;
   const frame = page.frames[index];
-  page.view.show(frame ? frame.displacements : null);
-  return page.view.mouthBox();
+  page.view.showFrame(frame || null);
+  return page.view.mouthBox(frame || null);
 };
-page.mouthMotion = () => page.frames.map((f) => page.view.mouthMotion(f.displacements));
+page.mouthMotion = () => page.frames.map((f) => page.view.mouthMotion(f));
 page.stop = () => { if (link) link.postMessage({ type: "end" }); };
 
 $("start").onclick = () => start().catch((error) => {

@@ -1,5 +1,7 @@
 // The robot's head in 3D: the server's neutral mesh, moved each frame by the streamed
-// per-vertex displacements (25 fps). three.js draws it; nothing here knows about time.
+// per-vertex displacements (25 fps), or, for a head drawn by blendshapes, by the streamed
+// weights of its morph targets (the rig's shapes, fetched once). three.js draws it;
+// nothing here knows about time.
 import * as THREE from "three";
 
 // Whether WebGL runs on the CPU (SwiftShader, llvmpipe): then the face is drawn with
@@ -13,8 +15,28 @@ export function softwareWebGL() {
   return /swiftshader|llvmpipe|software/i.test(String(name));
 }
 
+// Each shape's normals as a change from the neutral's, so lighting follows the morph
+// (three.js blends morph normals the way it blends positions).
+function morphNormals(geometry, deltas, count) {
+  const base = geometry.getAttribute("normal").array;
+  const posed = geometry.clone();
+  const positions = posed.getAttribute("position").array;
+  const neutral = geometry.getAttribute("position").array;
+  const normals = [];
+  for (let k = 0; k < count; k++) {
+    const delta = deltas.subarray(k * neutral.length, (k + 1) * neutral.length);
+    for (let i = 0; i < neutral.length; i++) positions[i] = neutral[i] + delta[i];
+    posed.computeVertexNormals();
+    const normal = posed.getAttribute("normal").array;
+    normals.push(new THREE.BufferAttribute(normal.map((n, i) => n - base[i]), 3));
+  }
+  posed.dispose();
+  return normals;
+}
+
 export class FaceView {
-  constructor(canvas, mesh) {
+  // morphs: Float32Array (K * V * 3) of the rig's shapes at weight 1, with mesh.morph_names
+  constructor(canvas, mesh, morphs = null) {
     this.mesh = mesh;
     this.software = softwareWebGL();
     this.neutral = Float32Array.from(mesh.neutral);
@@ -37,6 +59,8 @@ export class FaceView {
     }
     this.geometry.computeVertexNormals();
     this.geometry.computeBoundingSphere();
+    this.morphs = morphs;
+    if (morphs) this.addMorphs(mesh.morph_names.length);
     this.object = new THREE.Mesh(this.geometry, material);
     this.scene.add(this.object);
     this.scene.add(new THREE.HemisphereLight(0xffffff, 0x404050, 1.6));
@@ -50,12 +74,31 @@ export class FaceView {
     this.resize();
   }
 
+  addMorphs(count) {
+    const size = this.neutral.length;
+    if (this.morphs.length !== count * size) throw new Error(`${this.morphs.length} morph values for ${count} shapes`);
+    this.geometry.morphAttributes.position = Array.from({ length: count },
+      (_, k) => new THREE.BufferAttribute(this.morphs.subarray(k * size, (k + 1) * size), 3));
+    this.geometry.morphAttributes.normal = morphNormals(this.geometry, this.morphs, count);
+    this.geometry.morphTargetsRelative = true;
+    this.weights = new Float32Array(count);
+  }
+
   resize() {
     const canvas = this.renderer.domElement;
     const width = canvas.clientWidth || 480, height = canvas.clientHeight || 480;
     this.renderer.setSize(width, height, false);
     this.camera.aspect = width / height;
     this.camera.updateProjectionMatrix();
+  }
+
+  // weights: Float32Array (K) of the morph targets, or null for the neutral face.
+  showWeights(weights) {
+    this.weights.fill(0);
+    if (weights && weights.length === this.weights.length) this.weights.set(weights);
+    const influences = this.object.morphTargetInfluences;
+    for (let k = 0; k < this.weights.length; k++) influences[k] = this.weights[k];
+    this.renderer.render(this.scene, this.camera);
   }
 
   // displacements: Float32Array (V * 3) or null for the neutral face.
@@ -71,24 +114,42 @@ export class FaceView {
     this.renderer.render(this.scene, this.camera);
   }
 
+  // A frame: vertex displacements, or morph weights (then the displacement they make).
+  showFrame(frame) {
+    if (this.morphs) this.showWeights(frame ? frame.weights : null);
+    else this.show(frame ? frame.displacements : null);
+  }
+
+  // Vertex v's displacement (x, y, z) in a frame, from its displacements or its weights.
+  displacement(frame, v) {
+    const out = [0, 0, 0];
+    if (frame && frame.displacements) return [0, 1, 2].map((c) => frame.displacements[3 * v + c]);
+    if (!frame || !frame.weights || !this.morphs) return out;
+    const size = this.neutral.length;
+    frame.weights.forEach((w, k) => {
+      if (w) for (let c = 0; c < 3; c++) out[c] += w * this.morphs[k * size + 3 * v + c];
+    });
+    return out;
+  }
+
   // How far the mouth moved in a frame (mean displacement of its vertices, metres).
-  mouthMotion(displacements) {
-    if (!displacements || !this.mouth.length) return 0;
+  mouthMotion(frame) {
+    if (!frame || !this.mouth.length) return 0;
     let sum = 0;
-    for (const v of this.mouth) {
-      const i = 3 * v;
-      sum += Math.hypot(displacements[i], displacements[i + 1], displacements[i + 2]);
-    }
+    for (const v of this.mouth) sum += Math.hypot(...this.displacement(frame, v));
     return sum / this.mouth.length;
   }
 
-  // The mouth's box on the canvas, in CSS pixels: {x, y, width, height}.
-  mouthBox() {
+  // The mouth's box on the canvas, in CSS pixels: {x, y, width, height}, for the frame
+  // shown (the morph targets move the mesh on the GPU, so their share is added here).
+  mouthBox(frame = null) {
     const canvas = this.renderer.domElement;
     const point = new THREE.Vector3();
     let x0 = Infinity, y0 = Infinity, x1 = -Infinity, y1 = -Infinity;
     for (const v of this.mouth) {
-      point.fromArray(this.positions.array, 3 * v).project(this.camera);
+      point.fromArray(this.positions.array, 3 * v);
+      if (this.morphs) point.add(new THREE.Vector3(...this.displacement(frame, v)));
+      point.project(this.camera);
       const x = (point.x + 1) / 2 * canvas.clientWidth, y = (1 - point.y) / 2 * canvas.clientHeight;
       x0 = Math.min(x0, x); y0 = Math.min(y0, y); x1 = Math.max(x1, x); y1 = Math.max(y1, y);
     }

@@ -4,8 +4,10 @@
 // the context frame at which to present it: stamp offset + presentation delay after the
 // first microphone sample sent. A display (the web_head node: no microphone, stamps on
 // the robot's clock) starts the clock when the server says hello instead.
+// A display drawing a head by blendshapes gets BLENDSHAPES frames (the morph weights)
+// where the others get FACE.
 const KIND = { HELLO: 0x01, AUDIO: 0x02, VIDEO: 0x03, END: 0x04, ROBOT_AUDIO: 0x10, TEXT: 0x11, FACE: 0x12,
-               STATE: 0x13 };
+               STATE: 0x13, BLENDSHAPES: 0x14 };
 const MODEL_RATE = 24000;
 
 let socket = null, hello = null, rate = 0, micFrame0 = null, player = null, nextId = 0, micSent = 0;
@@ -87,6 +89,9 @@ function onMessage(data) {
     const displacements = view.getUint8(9) === 1 ? new Float32Array(data.slice(10)) : null;
     postMessage({ type: "face", frame: presentFrame(offsetNs), offsetNs, displacements },
                 displacements ? [displacements.buffer] : []);
+  } else if (kind === KIND.BLENDSHAPES) {
+    const weights = new Float32Array(data.slice(9));
+    postMessage({ type: "face", frame: presentFrame(offsetNs), offsetNs, weights }, [weights.buffer]);
   }
 }
 

@@ -142,6 +142,10 @@ class WebHeadSettings:
                                          "stamp + this (equal to every presenting node's)", **DELAY_MS)
     vertices: int = param(VHAP_VERTICES, "vertices of the robot's face frames (the head mesh the page draws)",
                           low=1, high=100_000)
+    source: str = param("face", "what the page draws: 'face' (/moshiface/robot/face) or 'blendshapes' "
+                        "(/moshiface/robot/blendshapes on head_file's rig)", choices=("face", "blendshapes"))
+    head_file: str = param("", "with source blendshapes: the head file whose rig the page draws "
+                           "('' = the package's config/heads/arkit_virtual_head.yaml)")
 
     def check(self) -> None:
         from ..server.pages import is_loopback

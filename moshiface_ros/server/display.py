@@ -9,6 +9,11 @@ when the server said hello: the stamp + delay rule of ``timing``, with the conne
 as the one point where the two clocks are matched. Outputs stamped before a viewer
 connected would be late for it and are not sent.
 
+The face comes either as vertex displacements (``/moshiface/robot/face``) or, for a head
+given by a head file's rig, as blendshape weights (``/moshiface/robot/blendshapes``): the
+page then draws the rig's shapes as morph targets and each frame carries only the weights,
+in the rig's order (``mesh.MorphHead.order``), presented on the same clock.
+
 The server runs its own event loop on a thread, so the caller (a ROS node spinning in the
 main thread) only ever enqueues.
 """
@@ -26,9 +31,11 @@ from typing import Callable
 from aiohttp import WSMsgType, web
 
 from ..constants import PRESENTATION_DELAY_MS
-from ..messages.types import AudioChunk, DialogueText, FaceFrame
+from ..errors import MoshifaceError
+from ..messages.types import AudioChunk, BlendshapeWeights, DialogueText, FaceFrame
 from . import protocol
 from .app import hello_payload
+from .mesh import MorphHead
 from .pages import PageSite
 
 _log = logging.getLogger("moshiface.web_head")
@@ -48,11 +55,13 @@ class FaceDisplay:
 
     def __init__(self, web_root: Path, clock: Callable[[], int], host: str = "127.0.0.1", port: int = 8999,
                  token: str | None = None, vertices: int | None = None,
-                 presentation_delay_ms: float = PRESENTATION_DELAY_MS) -> None:
+                 presentation_delay_ms: float = PRESENTATION_DELAY_MS, morphs: MorphHead | None = None) -> None:
         self.clock = clock
         self.host, self.port = host, port
         self.delay_ms = presentation_delay_ms
-        self.site = PageSite(web_root, vertices, token, self.hello)
+        self.morphs = morphs
+        self.bad_blendshapes = 0  # blendshape messages dropped or corrected (see push_blendshapes)
+        self.site = PageSite(web_root, vertices, token, self.hello, morphs)
         self.url = ""
         self._viewers: list[_Viewer] = []
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -60,7 +69,9 @@ class FaceDisplay:
         self._thread: threading.Thread | None = None
 
     def hello(self) -> dict:
-        return hello_payload(self.delay_ms, self.site.vertices, display=True)
+        hello = hello_payload(self.delay_ms, self.site.vertices, display=True)
+        hello["blendshapes"] = list(self.morphs.names) if self.morphs is not None else None
+        return hello
 
     def start(self) -> str:
         """Binds and serves on a thread of its own; returns the page's URL."""
@@ -105,6 +116,18 @@ class FaceDisplay:
     def push_face(self, frame: FaceFrame) -> None:
         self._broadcast(frame.stamp_ns,
                         lambda offset: protocol.encode_face(offset, frame.vertices, frame.face_present))
+
+    def push_blendshapes(self, weights: BlendshapeWeights) -> str | None:
+        """Streams one frame of weights (a display drawing a rig); returns what was wrong
+        with it, if anything (the frame is then dropped or corrected, and counted)."""
+        if self.morphs is None:
+            raise MoshifaceError("this display draws face frames: give it a head (morphs) to draw blendshapes")
+        ordered, problem = self.morphs.order(weights.names, weights.weights)
+        if problem is not None:
+            self.bad_blendshapes += 1
+        if ordered is not None:
+            self._broadcast(weights.stamp_ns, lambda offset: protocol.encode_blendshapes(offset, ordered))
+        return problem
 
     def push_text(self, text: DialogueText) -> None:
         self._broadcast(text.stamp_ns, lambda offset: protocol.encode_text(offset, text.piece))

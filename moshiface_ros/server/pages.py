@@ -1,5 +1,7 @@
 """What every page server answers besides its WebSocket: the page, its static files and
-three.js, the session's clock (``/hello``), the head mesh (``/mesh``), and the access rule.
+three.js, the session's clock (``/hello``), the head mesh (``/mesh``; for a head drawn by
+blendshapes also its morph targets, ``/morphs``: float32 K x V x 3, binary because as JSON
+they would be several times larger), and the access rule.
 
 ``moshiface serve`` and the ``web_head`` node serve the same page; only their WebSocket
 differs (a conversation, or a display fed by ROS topics). Access: requests from this
@@ -18,7 +20,7 @@ from typing import Any, Callable
 from aiohttp import web
 
 from .assets import three_dir
-from .mesh import head_mesh
+from .mesh import MorphHead, head_mesh
 
 _log = logging.getLogger("moshiface.serve")
 
@@ -37,9 +39,10 @@ class PageSite:
     """The page's routes on an aiohttp application."""
 
     def __init__(self, web_root: Path, vertices: int | None, token: str | None,
-                 hello: Callable[[], dict[str, Any]]) -> None:
+                 hello: Callable[[], dict[str, Any]], morphs: MorphHead | None = None) -> None:
         self.web = web_root
-        self.vertices = vertices
+        self.morphs = morphs
+        self.vertices = morphs.vertices if morphs is not None else vertices
         self.token = token
         self.hello = hello
         self._mesh: bytes | None = None
@@ -49,6 +52,7 @@ class PageSite:
         app.router.add_get("/", self._page)
         app.router.add_get("/hello", self._hello_json)
         app.router.add_get("/mesh", self._mesh_json)
+        app.router.add_get("/morphs", self._morphs)
         app.router.add_static("/vendor/three/", three_dir(self.web))
         app.router.add_static("/static/", self.web)
         return app
@@ -72,6 +76,12 @@ class PageSite:
             raise web.HTTPNotFound(text="this model has no face\n")
         if self._mesh is None:
             loop = asyncio.get_running_loop()
-            mesh = await loop.run_in_executor(None, head_mesh, self.vertices)
+            mesh = self.morphs.mesh if self.morphs is not None else await loop.run_in_executor(
+                None, head_mesh, self.vertices)
             self._mesh = json.dumps(mesh, separators=(",", ":")).encode()
         return web.Response(body=self._mesh, content_type="application/json")
+
+    async def _morphs(self, request: web.Request) -> web.StreamResponse:
+        if self.morphs is None:
+            raise web.HTTPNotFound(text="this head is not drawn by blendshapes\n")
+        return web.Response(body=self.morphs.morph_bytes(), content_type="application/octet-stream")

@@ -18,6 +18,8 @@ Server to client:
     ROBOT_AUDIO  i64 stamp offset (ns since the session's first user sample), float32 samples
     TEXT   i64 stamp offset, then the text piece in UTF-8
     FACE   i64 stamp offset, u8 flags (1: face present), then float32 V x 3 displacements
+    BLENDSHAPES  i64 stamp offset, then float32 K weights in the order of the mesh's
+           ``morph_names`` (a head drawn by blendshapes: the names go once, with the mesh)
     STATE  JSON ``{"state": ...}``: listening, speaking, busy, ended, error (with ``message``)
 
 Stamps are offsets from the session's first user sample rather than wall-clock times,
@@ -57,6 +59,7 @@ class Kind(IntEnum):
     TEXT = 0x11
     FACE = 0x12
     STATE = 0x13
+    BLENDSHAPES = 0x14
 
 
 CLIENT_KINDS = frozenset({Kind.AUDIO, Kind.VIDEO, Kind.END})
@@ -155,6 +158,10 @@ def encode_face(offset_ns: int, displacements: np.ndarray, present: bool = True)
     return bytes([Kind.FACE]) + _STAMP.pack(offset_ns) + flags + np.asarray(displacements, "<f4").reshape(-1).tobytes()
 
 
+def encode_blendshapes(offset_ns: int, weights: np.ndarray) -> bytes:
+    return bytes([Kind.BLENDSHAPES]) + _STAMP.pack(offset_ns) + np.asarray(weights, "<f4").reshape(-1).tobytes()
+
+
 def encode_json(kind: Kind, payload: dict[str, Any]) -> bytes:
     return bytes([kind]) + json.dumps(payload, separators=(",", ":")).encode("utf-8")
 
@@ -168,7 +175,7 @@ def encode_state(state: str, message: str | None = None) -> bytes:
 
 def decode_server(data: bytes) -> tuple[Kind, Any]:
     """A server message as (kind, value): the reverse of the encoders, for tests and tools.
-    AUDIO/FACE/TEXT come back as (offset_ns, payload); HELLO/STATE as their JSON."""
+    AUDIO/FACE/TEXT/BLENDSHAPES come back as (offset_ns, payload); HELLO/STATE as their JSON."""
     kind = Kind(data[0])
     body = data[1:]
     if kind in (Kind.HELLO, Kind.STATE):
@@ -181,4 +188,6 @@ def decode_server(data: bytes) -> tuple[Kind, Any]:
         return kind, (offset, rest.decode("utf-8"))
     if kind is Kind.FACE:
         return kind, (offset, bool(rest[0]), np.frombuffer(rest[1:], "<f4").reshape(-1, 3))
+    if kind is Kind.BLENDSHAPES:
+        return kind, (offset, np.frombuffer(rest, "<f4"))
     raise ValueError(f"{kind.name} is not a server message")
