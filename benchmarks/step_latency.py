@@ -150,19 +150,24 @@ def bench_overhead(steps: int) -> None:
 
 
 def bench_session_overhead(steps: int) -> None:
-    """The overhead outside the model, total: what ``moshiface demo`` reports as its summary's
-    ``overhead_ms`` (the runner's one definition: each chunk's time in the session minus the
-    engine's step, spread over the steps it made; framing, the face codec both ways, the
-    files, the bag), measured by running that demo on the tiny Moshi-Face model."""
+    """The overhead outside the model, total: what ``moshiface demo`` reports in its summary
+    (``speech.step_monitor.overhead_per_step``, the one definition: each chunk's time in the
+    session minus the engine's step, spread over the steps it made; framing, the face codec
+    both ways, the files, the bag), measured by running that demo on the tiny Moshi-Face
+    model. The target is on the thread's CPU time (the cost on one core, as the codec's
+    figure); the wall time is printed beside it (a busy machine inflates it)."""
     with tempfile.TemporaryDirectory() as tmp:
         out = Path(tmp) / "demo"
         subprocess.run([sys.executable, "-m", "moshiface_ros.cli", "demo", "--out", str(out), "--quiet",
                         "--model", "tiny", "--seconds", f"{steps * STEP_NS / NS_PER_S:g}"],
                        check=True, capture_output=True, text=True)
         summary = json.loads((out / "summary.json").read_text())
-    figure = summary["overhead_ms"]
-    print(f"overhead outside the model, total (target <= 2 ms; the demo's summary overhead_ms): "
-          f"p50 {figure['p50']:.3f} p95 {figure['p95']:.3f} max {figure['max']:.3f} ms/step (n={summary['steps']})")
+    cpu, wall = summary["overhead_cpu_ms"], summary["overhead_ms"]
+    print(f"overhead outside the model, total, CPU time (target <= 2 ms; the demo's summary overhead_cpu_ms, "
+          f"mean {cpu['mean']:.3f}): p50 {cpu['p50']:.3f} p95 {cpu['p95']:.3f} max {cpu['max']:.3f} ms/step "
+          f"(n={summary['steps']})")
+    print(f"wall-time overhead outside the model, total (the demo's summary overhead_ms, mean {wall['mean']:.3f}): "
+          f"p50 {wall['p50']:.3f} p95 {wall['p95']:.3f} max {wall['max']:.3f} ms/step (n={summary['steps']})")
 
 
 def moshiko_random(device: str) -> SpeechModels:

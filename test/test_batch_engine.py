@@ -81,6 +81,20 @@ def test_batched_equals_alone_with_a_late_join_and_a_reset(tiny):
     assert [o.text_token for o in got["a"]] != [o.text_token for o in got["late"]]
 
 
+def test_a_slot_that_idles_mid_conversation_continues_as_if_it_had_not(tiny):
+    """Slot 0 sits out steps while slot 1 talks alone (a robot waiting for its audio while
+    another's step runs): its tokens, face tokens included, are those it gets never idling."""
+    a, b = conversation(7), conversation(8)
+    expected = alone(tiny, *a)
+    got = []
+    with BatchedEngine(tiny, 2, GREEDY, seed=0) as engine:
+        for t in range(STEPS):
+            if t in (2, 5, 6):  # slot 0 idles: slot 1 steps alone
+                engine.step({1: b[0][t]}, {1: b[1][t]})
+            got.append(engine.step({0: a[0][t], 1: b[0][t]}, {0: a[1][t], 1: b[1][t]})[0])
+    assert_same(got, expected, "idling slot")
+
+
 def test_batched_sessions_stay_apart(tiny):
     """Two slots fed the same input give the same output; a third, different input does not."""
     audio, faces = conversation(5)

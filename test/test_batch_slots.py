@@ -50,7 +50,7 @@ def test_robots_sharing_a_batch_hear_what_they_would_alone(tiny):
     for name, data in inputs.items():
         with AudioStepper(SpeechEngine(tiny, GREEDY, seed=0)) as stepper:
             alone[name] = play(stepper, data)
-    scheduler = SlotScheduler(BatchedEngine(tiny, 3, GREEDY), gather_s=0.5)
+    scheduler = SlotScheduler(BatchedEngine(tiny, 3, GREEDY), gather_s=0.5, idle_s=60.0)  # every robot counts as talking
     sizes, plain_step = [], scheduler.engine.step
     scheduler.engine.step = lambda pcm, faces=None: sizes.append(len(pcm)) or plain_step(pcm, faces)
     steppers = {name: AudioStepper(scheduler.slot(i)) for i, name in enumerate(inputs)}
@@ -91,3 +91,50 @@ def test_a_slot_is_one_robots(tiny):
         assert first.steps == 1
         first.close()  # the robot left: its slot starts over
         assert engine.steps[0] == 0 and scheduler.slot(0).steps == 0
+
+
+def test_robot_names_for_the_multi_robot_node():
+    from moshiface_ros.nodes.moshiface_settings import parse_robots
+    from moshiface_ros.nodes.paramspec import ParameterError
+
+    assert parse_robots(None) == () and parse_robots(["a", "robot_2"]) == ("a", "robot_2")
+    for bad, words in ((["a", "a"], "must differ"), (["2a"], "not a ROS name token"), (["a/b"], "not a ROS name"),
+                       ("a", "expected a list of names"), ([f"r{k}" for k in range(65)], "at most 64")):
+        with pytest.raises(ParameterError, match=words):
+            parse_robots(bad)
+
+
+def test_robot_steppers_share_one_batch_and_name_their_frames(tiny):
+    from moshiface_ros.speech.session import SessionOptions
+    from moshiface_ros.speech.slots import build_robot_steppers
+
+    scheduler, steppers = build_robot_steppers(SessionOptions(sampling=GREEDY), tiny, ("a", "b"))
+    try:
+        assert scheduler.engine.slots == 2 and [s.engine.index for s in steppers] == [0, 1]
+        assert all(s.has_face for s in steppers) and steppers[0].face.codec is not steppers[1].face.codec
+        records = [record for chunk in chunks(5, 3) for record in steppers[1].push(chunk)]
+        assert records and {r.robot.frame_id for r in records} == {"b/robot_head"}
+        assert steppers[1].engine.steps == len(records) and steppers[0].engine.steps == 0
+        assert records[0].robot_face[0].frame_id == "b/robot_head"
+    finally:
+        for stepper in steppers:
+            stepper.close()
+        scheduler.engine.close()
+
+
+def test_a_silent_robot_is_not_waited_for(tiny):
+    """Robot b says nothing: after idle_s robot a's steps run at once, alone in the batch,
+    instead of each waiting gather_s for b."""
+    import time
+
+    scheduler = SlotScheduler(BatchedEngine(tiny, 2, GREEDY), gather_s=2.0, idle_s=0.05)
+    a, b = AudioStepper(scheduler.slot(0)), AudioStepper(scheduler.slot(1))
+    try:
+        time.sleep(0.1)
+        start = time.monotonic()
+        records = [record for chunk in chunks(6, 4) for record in a.push(chunk)]
+        assert len(records) >= 2 and time.monotonic() - start < 2.0  # not even one gathering waited out
+        assert scheduler.engine.steps == [len(records), 0]
+    finally:
+        a.close(), b.close()
+        scheduler.engine.close()

@@ -66,6 +66,25 @@ def test_streaming_equals_the_whole_causal_sequence():
     torch.testing.assert_close(torch.cat(frames, 1), whole_frames, rtol=0, atol=1e-5)
 
 
+def test_streaming_a_batch_keeps_each_item_apart_through_masks_and_resets():
+    """Two conversations streamed together (the batched path of the step modules): each
+    equals its whole sequence; a masked step leaves an item untouched and a reset of one
+    item starts it afresh without moving the other."""
+    codec = small(causal=True)
+    x = motion(2 * 40, batch=2)
+    whole = codec.decode(codec.encode(x))
+    with codec.streaming(2):
+        frames = [codec.decode_step(codec.encode_step(x[:, i:i + 2])) for i in range(0, 40, 2)]
+        codec.set_exec_mask(torch.tensor([True, False]))  # item 1 idles for one step
+        codec.decode_step(codec.encode_step(x[:, 40:42]))
+        codec.set_exec_mask(torch.tensor([True, True]))
+        codec.reset_streaming(torch.tensor([True, False]))  # item 0 starts a new conversation
+        again = codec.decode_step(codec.encode_step(torch.stack([x[0, :2], x[1, 40:42]])))
+    torch.testing.assert_close(torch.cat(frames, 1), whole[:, :40], rtol=0, atol=1e-5)
+    torch.testing.assert_close(again[0], whole[0, :2], rtol=0, atol=1e-5)
+    torch.testing.assert_close(again[1], whole[1, 40:42], rtol=0, atol=1e-5)
+
+
 def test_streaming_state_resets_and_needs_a_causal_codec():
     codec = small(causal=True)
     x = motion(4)

@@ -131,3 +131,28 @@ def test_bad_model_device_or_dtype_is_one_clear_error():
                           (SessionOptions(device="tpu"), "tpu"), (SessionOptions(dtype="int8"), "int8")):
         with pytest.raises(MoshifaceError, match=word):
             build_stepper(options)
+
+
+def test_the_overhead_outside_the_model_has_one_definition(stepper):
+    """A step records the model's wall and CPU time; the runner's summary and `make bench`
+    spread a chunk's time minus the model's over the steps it made, on either clock."""
+    import time
+
+    from moshiface_ros.runner.summary import StepStats
+    from moshiface_ros.speech.step_monitor import overhead_per_step
+
+    assert overhead_per_step(0.05, []) == []
+    assert overhead_per_step(0.05, [0.01, 0.02]) == pytest.approx([0.01, 0.01])
+    pcm = synthetic_speech(3 * FRAME_SIZE / SAMPLE_RATE, SAMPLE_RATE, seed=4)
+    start, start_cpu = time.perf_counter(), time.thread_time()
+    records = stepper.push(AudioChunk(0, SAMPLE_RATE, pcm))
+    elapsed, elapsed_cpu = time.perf_counter() - start, time.thread_time() - start_cpu
+    assert len(records) == 3
+    for record in records:  # one torch thread: the model's CPU time is this thread's
+        assert 0.0 < record.model_cpu_seconds <= record.model_seconds * 1.5 + 0.005
+    stats = StepStats(0)
+    stats.add(records, elapsed, elapsed_cpu)
+    summary = stats.as_summary()
+    assert len(stats.overhead_times) == len(stats.overhead_cpu_times) == 3
+    assert stats.overhead_cpu_times[0] == pytest.approx((elapsed_cpu - sum(r.model_cpu_seconds for r in records)) / 3)
+    assert 0.0 <= summary["overhead_cpu_ms"]["p50"] < elapsed_cpu * 1000

@@ -14,8 +14,10 @@ with a bounded attention span (``context`` steps), so that inside ``codec.stream
 ``decode_step`` takes N tokens and returns 2 frames, with state of bounded size; run
 step by step it gives the same output as the same model run over the whole sequence.
 While streaming, the transformers advance through ``TransformerSteps`` (the same weights,
-one token at a time without moshi's long-context bookkeeping): at the paper's sizes a
-step's encode + decode costs about a quarter less.
+one token at a time without moshi's long-context bookkeeping) and the two strided
+convolutions through ``conv_steps`` (one matrix product each, frames-major, no transposes),
+under ``torch.inference_mode`` (no version counters or view tracking): a step is then
+bound by reading its weights, not by per-op bookkeeping.
 
 Inputs are displacements from the speaker's neutral face, in metres. The model divides
 them by ``scale`` (the training data's standard deviation, a buffer saved with the
@@ -24,7 +26,6 @@ weights) so that losses and activations have unit size whatever the units.
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 
 import torch
@@ -35,8 +36,9 @@ from moshi.modules.transformer import StreamingTransformer
 from torch import nn
 
 from ..errors import MoshifaceError
-from ..moshi_compat import OwnStateModule, State, transformer_layer_weights
 from .config import CodecConfig
+from .conv_steps import DownStep, UpStep
+from .transformer_steps import TransformerSteps
 from .quantizer import VectorQuantizer
 
 
@@ -77,85 +79,6 @@ class _CentredConvTranspose(nn.Module):
         return y[..., self.left:y.shape[-1] - self.right]
 
 
-@dataclass
-class _StepState(State):
-    keys: torch.Tensor  # [layers, B, heads, context, head_dim]: a ring, position p at p % context
-    values: torch.Tensor
-    position: torch.Tensor  # [B] steps taken
-    layers: list  # the transformer's weights, layer by layer (the same tensors: training updates them in place)
-    freqs: torch.Tensor  # [head_dim / 2] rotary frequencies
-
-    def reset(self, reset_mask: torch.Tensor) -> None:
-        super().reset(reset_mask)
-        self.position.copy_(torch.where(reset_mask, torch.zeros_like(self.position), self.position))
-
-
-class TransformerSteps(OwnStateModule):
-    """The causal transformer one step at a time, with the transformer's own weights.
-
-    moshi's streaming transformer spends most of a one-token step on bookkeeping that
-    serves long contexts and many layers (ring-cache positions, masks, rotary tables built
-    per call); at the codec's one layer of width 256 that is nearly all of its cost. This
-    computes the same function (layer norm, rotary attention over the last ``context``
-    steps, GELU feed-forward) directly, keeping its own key/value ring; the test checks it
-    against the whole-sequence model. It holds no parameters: checkpoints are unchanged.
-    """
-
-    def __init__(self, transformer: StreamingTransformer, heads: int, context: int) -> None:
-        super().__init__()
-        if transformer.positional_embedding != "rope":
-            raise MoshifaceError("the fast step needs rotary positions")
-        self._transformer = (transformer,)  # a tuple: not a child module, so no duplicate weights
-        self.heads, self.context = heads, context
-        self.max_period = float(transformer.max_period)
-
-    def new_state(self, batch_size: int) -> _StepState:
-        layers = transformer_layer_weights(self._transformer[0])
-        weight = layers[0][1]
-        head_dim = weight.shape[1] // self.heads
-        shape = (len(layers), batch_size, self.heads, self.context, head_dim)
-        keys = torch.zeros(shape, device=weight.device, dtype=weight.dtype)
-        freqs = torch.exp(torch.arange(head_dim // 2, device=weight.device, dtype=torch.float32)
-                          * (-math.log(self.max_period) * 2 / head_dim))
-        return _StepState(batch_size, weight.device, keys, torch.zeros_like(keys),
-                          torch.zeros(batch_size, device=weight.device, dtype=torch.long), layers, freqs)
-
-    @staticmethod
-    def _rotate(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
-        """Rotary embedding, interleaved pairs (as moshi's): x [..., D], cos/sin [..., D/2]."""
-        pairs = x.float().unflatten(-1, (-1, 2))
-        real, imag = pairs[..., 0], pairs[..., 1]
-        return torch.stack((real * cos - imag * sin, real * sin + imag * cos), -1).flatten(-2).to(x.dtype)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """(B, T, width) -> (B, T, width), one step after the other."""
-        if x.shape[1] == 1:
-            return self._one_step(x)
-        return torch.cat([self._one_step(x[:, t:t + 1]) for t in range(x.shape[1])], 1)
-
-    def _one_step(self, x: torch.Tensor) -> torch.Tensor:
-        state: _StepState = self.state
-        batch, width = x.shape[0], x.shape[2]
-        head_dim = width // self.heads
-        position = state.position
-        angle = (position.float()[:, None] * state.freqs)[:, None, None]  # [B, 1, 1, D/2]
-        cos, sin = torch.cos(angle), torch.sin(angle)
-        ring = position % self.context
-        rows = torch.arange(batch, device=x.device)
-        valid = (torch.arange(self.context, device=x.device)[None] <= position[:, None])[:, None, None]  # [B,1,1,C]
-        for index, (norm1, w_in, w_out, norm2, w1, w2) in enumerate(state.layers):
-            qkv = F.linear(norm1(x), w_in).view(batch, 3, self.heads, head_dim)
-            qk = self._rotate(qkv[:, :2], cos, sin)  # [B, 2, H, D]
-            keys, values = state.keys[index], state.values[index]
-            keys[rows, :, ring] = qk[:, 1]
-            values[rows, :, ring] = qkv[:, 2]
-            attended = F.scaled_dot_product_attention(qk[:, 0, :, None], keys, values, valid)
-            x = x + F.linear(attended.reshape(batch, 1, width), w_out)
-            x = x + F.linear(F.gelu(F.linear(norm2(x), w1)), w2)
-        state.position.copy_(torch.where(state.exec_mask, position + 1, position))
-        return x
-
-
 class FaceEncoder(StreamingContainer):
     def __init__(self, config: CodecConfig) -> None:
         super().__init__()
@@ -165,14 +88,17 @@ class FaceEncoder(StreamingContainer):
                      if config.causal else _CentredConv(config.vertex_dim, config.width, r))
         self.transformer = _transformer(config)
         self.steps = TransformerSteps(self.transformer, config.heads, config.context) if config.causal else None
+        self.down_step = DownStep(self.down.conv.conv) if config.causal else None
         self.to_latents = nn.Linear(config.width, config.n_tokens * config.latent_dim)
         self.latent_shape = (config.n_tokens, config.latent_dim)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """(B, T, V*3) normalised motion -> (B, T / r, N, C) latents."""
         h = self.project(x)
-        h = self.down(h.transpose(1, 2)).transpose(1, 2)
-        h = self.steps(h) if self.steps is not None and self.steps.is_streaming else self.transformer(h)
+        if self.steps is not None and self.steps.is_streaming:  # one step: products, frames-major
+            h = self.steps(self.down_step(h))
+        else:
+            h = self.transformer(self.down(h.transpose(1, 2)).transpose(1, 2))
         z = self.to_latents(h)
         return z.view(*z.shape[:2], *self.latent_shape)
 
@@ -186,21 +112,25 @@ class FaceDecoder(StreamingContainer):
         self.steps = TransformerSteps(self.transformer, config.heads, config.context) if config.causal else None
         self.up = (StreamingConvTranspose1d(config.width, config.vertex_dim, 2 * r, r, causal=True)
                    if config.causal else _CentredConvTranspose(config.width, config.vertex_dim, r))
+        self.up_step = UpStep(self.up.convtr.convtr) if config.causal else None
         self.unproject = nn.Linear(config.vertex_dim, config.vertices * 3)
         self._transposed: tuple[tuple[int, int], torch.Tensor] | None = None  # (weight's identity, its transpose)
 
     def forward(self, q: torch.Tensor) -> torch.Tensor:
         """(B, S, N, C) quantized latents -> (B, S * r, V*3) normalised motion."""
         h = self.from_latents(q.flatten(2))
-        h = self.steps(h) if self.steps is not None and self.steps.is_streaming else self.transformer(h)
-        h = self.up(h.transpose(1, 2)).transpose(1, 2)
+        if self.steps is not None and self.steps.is_streaming:  # one step: products, frames-major
+            h = self.up_step(self.steps(h))
+        else:
+            h = self.up(self.transformer(h).transpose(1, 2)).transpose(1, 2)
         if torch.is_grad_enabled() and self.unproject.weight.requires_grad:
             return self.unproject(h)
         # Inference: the (3V x width) weight read column-wise from a transposed copy is ~40 %
         # faster for the few frames of a step (the product is memory-bound); same numbers.
         weight = self.unproject.weight
         if self._transposed is None or self._transposed[0] != (weight.data_ptr(), weight._version):
-            self._transposed = ((weight.data_ptr(), weight._version), weight.detach().t().contiguous())
+            with torch.inference_mode(False):  # a normal tensor, whatever mode the step runs in
+                self._transposed = ((weight.data_ptr(), weight._version), weight.detach().t().contiguous())
         flat = torch.addmm(self.unproject.bias, h.reshape(-1, h.shape[-1]), self._transposed[1])
         return flat.view(*h.shape[:-1], -1)
 
@@ -248,7 +178,9 @@ class FaceCodec(StreamingContainer):
             raise MoshifaceError(f"face motion has {frames} frames, not a whole number of {r}-frame steps")
         if not x.is_floating_point():
             raise MoshifaceError(f"face motion must be floating point, got {x.dtype}")
-        if not bool(torch.isfinite(x).all()):
+        # a NaN or infinity anywhere makes the sum one too: one cheap reduction for the usual
+        # case; only a non-finite sum (which huge finite values can also give) looks closer
+        if not bool(torch.isfinite(x.sum())) and not bool(torch.isfinite(x).all()):
             raise MoshifaceError("face motion contains NaN or infinite values")
         return x.to(self.scale.dtype)
 
@@ -329,11 +261,13 @@ class FaceCodec(StreamingContainer):
         self._check_streaming("encode_step")
         if frames.dim() == 4 and frames.shape[1] != self.config.downsample:
             raise MoshifaceError(f"a step is {self.config.downsample} frames, got {frames.shape[1]}")
-        return self.encode(frames)
+        with torch.inference_mode():  # no version counters or view tracking: ~10 % of a step
+            return self.encode(frames)
 
     def decode_step(self, tokens: torch.Tensor) -> torch.Tensor:
         """One step while streaming: (B, 1, N) tokens -> (B, r, V, 3)."""
         self._check_streaming("decode_step")
         if tokens.dim() == 3 and tokens.shape[1] != 1:
             raise MoshifaceError(f"decode_step takes one step of tokens, got {tokens.shape[1]}")
-        return self.decode(tokens)
+        with torch.inference_mode():
+            return self.decode(tokens)

@@ -61,7 +61,7 @@ class VectorQuantizer(nn.Module):
         sources = (self.usage, self.embedding_sum if self.learned is None else self.learned)
         key = tuple((t.data_ptr(), t._version) for t in sources)
         if self._frozen is None or self._frozen[0] != key:
-            with torch.no_grad():
+            with torch.no_grad(), torch.inference_mode(False):  # normal tensors, even for a streaming step
                 book = self.codebook.detach()
                 self._frozen = (key, book, book.pow(2).sum(-1))
         return self._frozen[1], self._frozen[2]

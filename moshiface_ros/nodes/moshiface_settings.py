@@ -3,6 +3,13 @@
 Apart from the other nodes' tables (``parameters.py``) because its sampling defaults come
 from their one home, ``speech.engine.Sampling``, which imports torch: the audio nodes read
 their tables without it.
+
+``robots`` (a string array) is declared beside the table, not in it: the tables hold one
+scalar per parameter, and its default, no robots, means the node serves one robot on the
+topics the other nodes use (``/moshiface/user/audio``, ...). With ``robots: [a, b]`` each
+robot's topics are relative names under its own name (``a/moshiface/user/audio``), which
+ROS resolves against the node's namespace: ``/a/moshiface/user/audio`` by default,
+``/lab/a/moshiface/user/audio`` under ``-r __ns:=/lab``, and each can be remapped as usual.
 """
 
 from __future__ import annotations
@@ -18,6 +25,30 @@ _SAMPLING = Sampling()
 _TEMPERATURE = dict(low=0.0, high=10.0)
 _TOP_K = dict(low=0, high=100_000)
 _DEVICE = re.compile(r"^(auto|cpu|cuda(:\d+)?)$")
+_ROBOT = re.compile(r"^[A-Za-z][A-Za-z0-9_]*$")  # one ROS name token: a namespace of its own
+MAX_ROBOTS = 64
+ROBOTS_DESCRIPTION = ("names of the robots this node serves, one batched model for all (e.g. ['a', 'b']): "
+                      "robot a's topics are a/moshiface/... under the node's namespace; empty = one robot "
+                      "on /moshiface/...")
+
+
+def parse_robots(value: object) -> tuple[str, ...]:
+    """The ``robots`` parameter as names (None or empty: the single-robot node); a value the
+    node cannot use is a ``ParameterError`` naming it."""
+    if value is None:
+        return ()
+    if not isinstance(value, (list, tuple)) or not all(isinstance(name, str) for name in value):
+        raise ParameterError("robots", f"expected a list of names, got {value!r}")
+    names = tuple(value)
+    for name in names:
+        if not _ROBOT.match(name) or "__" in name:
+            raise ParameterError("robots", f"{name!r} is not a ROS name token (a letter, then letters, digits "
+                                           "or single underscores)")
+    if len(set(names)) != len(names):
+        raise ParameterError("robots", f"names must differ, got {list(names)}")
+    if len(names) > MAX_ROBOTS:
+        raise ParameterError("robots", f"at most {MAX_ROBOTS} robots per node, got {len(names)}")
+    return names
 
 
 @dataclass(frozen=True)

@@ -50,7 +50,7 @@ class Session:
 
     def push(self, chunk: AudioChunk | None) -> list[StepRecord]:
         """One incoming chunk (None: end of input) -> the steps it completes, handed on."""
-        start = time.perf_counter()
+        start, start_cpu = time.perf_counter(), time.thread_time()
         if chunk is not None:
             self._audio_end_ns = max(self._audio_end_ns, chunk.stamp_ns + chunk.duration_ns)
         if self._user_face is not None:
@@ -60,7 +60,7 @@ class Session:
         for record in records:
             for sink in self.sinks:
                 sink.step(record)
-        self.stats.add(records, time.perf_counter() - start)
+        self.stats.add(records, time.perf_counter() - start, time.thread_time() - start_cpu)
         return records
 
     def run(self, chunks: Iterable[AudioChunk | None], stop: Callable[[], bool]) -> None:

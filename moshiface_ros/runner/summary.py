@@ -2,7 +2,10 @@
 
 Step times are the engine's own (the model); the overhead is everything else a step
 costs in the runner (framing, the face codec, files, the bag, the head), spread over the
-steps a chunk made. Their ratio to the audio's duration says whether it keeps up.
+steps a chunk made (``speech.step_monitor.overhead_per_step``, the one definition that
+``make bench`` prints too), in wall time (``overhead_ms``) and in the thread's CPU time
+(``overhead_cpu_ms``: the cost on one core, which other processes do not inflate). The
+ratio of step times to the audio's duration says whether it keeps up.
 """
 
 from __future__ import annotations
@@ -14,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from ..constants import FRAME_SIZE, SAMPLE_RATE
+from ..speech.step_monitor import overhead_per_step
 from ..speech.stepper import AudioStepper, StepRecord
 from .config import RunConfig
 
@@ -29,18 +33,19 @@ class StepStats:
     start_ns: int
     step_times: list[float] = field(default_factory=list)  # seconds in the engine, per step
     overhead_times: list[float] = field(default_factory=list)  # seconds outside it, per step
+    overhead_cpu_times: list[float] = field(default_factory=list)  # the same in the thread's CPU time
     robot_face_frames: int = 0
     wall_s: float = 0.0
 
-    def add(self, records: list[StepRecord], elapsed_s: float) -> None:
-        """The steps one chunk made, and the time the whole chunk took."""
-        model = 0.0
+    def add(self, records: list[StepRecord], elapsed_s: float, elapsed_cpu_s: float | None = None) -> None:
+        """The steps one chunk made, and the time the whole chunk took (wall, and the
+        thread's CPU time when given)."""
         for record in records:
             self.step_times.append(record.model_seconds)
             self.robot_face_frames += len(record.robot_face or ())
-            model += record.model_seconds
-        if records:  # the cost outside the model, spread over the steps this chunk made
-            self.overhead_times.extend([(elapsed_s - model) / len(records)] * len(records))
+        self.overhead_times.extend(overhead_per_step(elapsed_s, [r.model_seconds for r in records]))
+        if elapsed_cpu_s is not None:
+            self.overhead_cpu_times.extend(overhead_per_step(elapsed_cpu_s, [r.model_cpu_seconds for r in records]))
 
     def as_summary(self) -> dict[str, Any]:
         steps = len(self.step_times)
@@ -51,6 +56,7 @@ class StepStats:
             "audio_seconds": round(audio_s, 3),
             "step_ms": percentiles(self.step_times),
             "overhead_ms": percentiles(self.overhead_times),
+            "overhead_cpu_ms": percentiles(self.overhead_cpu_times),
             # model compute time / audio time: below 1 keeps up with real time
             "real_time_factor": round(sum(self.step_times) / audio_s, 4) if audio_s else None,
             "wall_seconds": round(self.wall_s, 3),

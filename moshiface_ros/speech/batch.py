@@ -95,19 +95,21 @@ class BatchedEngine:
 
     def _inputs(self, pcm: Mapping[int, np.ndarray],
                 faces: Mapping[int, np.ndarray | None]) -> tuple[torch.Tensor, torch.Tensor | None]:
-        audio = np.zeros((self.slots, 1, FRAME_SIZE), np.float32)
+        # torch's allocator (64-byte aligned), not numpy's: the BLAS kernels' rounding may follow
+        # a buffer's alignment, and a slot's numbers must not depend on where its batch lives
+        audio = torch.zeros((self.slots, 1, FRAME_SIZE), dtype=torch.float32)
         for slot, frame in pcm.items():
             frame = np.asarray(frame, dtype=np.float32)
             if frame.shape != (FRAME_SIZE,):
                 raise ValueError(f"slot {slot}: a step takes {FRAME_SIZE} mono samples, got shape {frame.shape}")
-            audio[slot, 0] = frame
+            audio[slot, 0] = torch.from_numpy(frame)
         if not self.has_face:
-            return torch.from_numpy(audio).to(self.device), None
+            return audio.to(self.device), None
         face = np.full((self.slots, self._face_tokens, 1), ABSENT_FACE_TOKEN, np.int64)
         for slot, tokens in faces.items():
             if tokens is not None and slot in pcm:
                 face[slot, :, 0] = check_user_face(self.models, tokens)
-        return torch.from_numpy(audio).to(self.device), torch.from_numpy(face).to(self.device)
+        return audio.to(self.device), torch.from_numpy(face).to(self.device)
 
     def step(self, pcm: Mapping[int, np.ndarray],
              user_faces: Mapping[int, np.ndarray | None] | None = None) -> dict[int, StepOutput]:
@@ -122,7 +124,9 @@ class BatchedEngine:
             self._mimi.set_exec_mask(active)
             user_codes = self._mimi.encode(audio)
             self._gen.set_exec_mask(active)
+            idle_face = self._idle_face_tokens()
             packed = self._gen.step(user_codes, face) if self.has_face else self._gen.step(user_codes)
+            self._restore_idle_face(idle_face, active)
             tokens = StepTokens.unpack(packed, self.models.lm.dep_q)
             produced = active & (tokens.text[:, 0, 0] != self.models.lm.ungenerated_token_id)
             robot = None
@@ -130,6 +134,20 @@ class BatchedEngine:
                 self._mimi.set_exec_mask(produced)
                 robot = self._mimi.decode(tokens.audio.clamp(min=0)).clamp_(-1.0, 1.0).float().cpu().numpy()
         return self._outputs(pcm.keys(), user_codes.cpu().numpy(), tokens, produced.cpu().numpy(), robot)
+
+    def _idle_face_tokens(self) -> torch.Tensor | None:
+        """The robot face tokens each slot sampled last (Moshi-Face): the next step of a slot
+        writes them into its face history."""
+        face = getattr(getattr(self._gen, "streaming_state", None), "face", None)
+        return face.sampled.clone() if face is not None else None
+
+    def _restore_idle_face(self, before: torch.Tensor | None, active: torch.Tensor) -> None:
+        """Puts back what the face head sampled for masked slots: it samples every row of the
+        batch, and a masked slot must continue next time as if the idle step never happened
+        (its next step records its own last face tokens, not the idle step's)."""
+        if before is not None:
+            sampled = self._gen.streaming_state.face.sampled
+            sampled.copy_(torch.where(active[:, None], sampled, before))
 
     def _outputs(self, slots: object, user_codes: np.ndarray, tokens: StepTokens,
                  produced: np.ndarray, robot: np.ndarray | None) -> dict[int, StepOutput]:

@@ -5,29 +5,41 @@ its audio, its ``FacePath`` encodes and decodes its face, its worker thread step
 the model call is shared. ``SlotEngine.step`` hands the step to a ``SlotScheduler`` and
 waits: the first robot to ask waits up to ``gather_s`` for the other robots' steps of the
 same 80 ms, then runs them all as one ``BatchedEngine`` step (robots with nothing to say
-this step are masked) and hands each robot its own output. With one robot this is one
-slot of a batch of one.
+this step are masked) and hands each robot its own output. A robot that has asked for
+nothing for ``idle_s`` (two steps) is not waited for: a silent robot costs the talking
+ones no latency, and it joins the next batch when it talks again. With one robot this is one
+slot of a batch of one. ``build_robot_steppers`` builds the whole set for a list of robot
+names (the multi-robot conversation node calls it).
 """
 
 from __future__ import annotations
 
 import threading
 import time
+from typing import TYPE_CHECKING, Sequence
 
 import numpy as np
 
+from ..constants import NS_PER_S, STEP_NS
 from .batch import BatchedEngine
 from .engine import StepOutput
+from .stepper import AudioStepper
 
-__all__ = ["SlotEngine", "SlotScheduler"]
+if TYPE_CHECKING:
+    from .models import SpeechModels
+    from .session import SessionOptions
+
+__all__ = ["SlotEngine", "SlotScheduler", "build_robot_steppers"]
 
 
 class SlotScheduler:
     """Gathers the steps robots ask for and runs each gathering as one batched step."""
 
-    def __init__(self, engine: BatchedEngine, gather_s: float = 0.02) -> None:
+    def __init__(self, engine: BatchedEngine, gather_s: float = 0.02, idle_s: float = 2 * STEP_NS / NS_PER_S) -> None:
         self.engine = engine
         self.gather_s = gather_s
+        self.idle_s = idle_s
+        self._asked: dict[int, float] = {}  # slot -> when it last asked (or was taken)
         self._lock = threading.Condition()
         self._requests: dict[int, tuple[np.ndarray, np.ndarray | None]] = {}
         self._results: dict[int, StepOutput | BaseException] = {}
@@ -40,7 +52,12 @@ class SlotScheduler:
             if index in self._in_use or not 0 <= index < self.engine.slots:
                 raise ValueError(f"slot {index} is taken or outside 0..{self.engine.slots - 1}")
             self._in_use.add(index)
+            self._asked[index] = time.monotonic()
         return SlotEngine(self, index)
+
+    def _everyone(self, now: float) -> bool:
+        """Whether every robot that is talking (asked within ``idle_s``) has asked."""
+        return all(slot in self._requests for slot in self._in_use if now - self._asked[slot] < self.idle_s)
 
     def release(self, index: int) -> None:
         """The robot left: its slot starts a new conversation when used again."""
@@ -60,11 +77,12 @@ class SlotScheduler:
         """One robot's step; blocks until the batch it joined has run."""
         with self._lock:
             self._requests[index] = (pcm, face)
+            self._asked[index] = time.monotonic()
             self._lock.notify_all()
             deadline = time.monotonic() + self.gather_s
             while index not in self._results:
-                everyone = len(self._requests) >= len(self._in_use)
-                if not self._running and index in self._requests and (everyone or time.monotonic() >= deadline):
+                now = time.monotonic()
+                if not self._running and index in self._requests and (self._everyone(now) or now >= deadline):
                     batch, self._requests, self._running = self._requests, {}, True
                     break
                 self._lock.wait(timeout=max(deadline - time.monotonic(), 0.001))
@@ -114,3 +132,34 @@ class SlotEngine:
 
     def close(self) -> None:
         self.scheduler.release(self.index)
+
+
+def build_robot_steppers(options: SessionOptions, models: SpeechModels,
+                         robots: Sequence[str]) -> tuple[SlotScheduler, list[AudioStepper]]:
+    """One batched engine over ``models`` with a slot per robot, and each robot's own
+    ``AudioStepper`` (its clock, its framer, its face path) on its slot.
+
+    A robot's frames are prefixed with its name (``a/robot_head``), as a multi-robot TF
+    tree names them. The face codec's streaming state lives in the codec module, so each
+    robot's face path gets its own codec (the tiny one has fixed weights; a checkpoint is
+    loaded once per robot).
+    """
+    from ..face_codec.stream import FacePath, load_face_codec
+
+    engine = BatchedEngine(models, len(robots), options.sampling, options.seed, options.cuda_graphs)
+    scheduler = SlotScheduler(engine)
+    steppers: list[AudioStepper] = []
+    try:
+        for index, robot in enumerate(robots):
+            face = None
+            if engine.has_face:
+                face = FacePath(load_face_codec(options.codec, engine.device), frame_id=f"{robot}/{options.frame_id}",
+                                user_frame_id=f"{robot}/user_camera")
+            steppers.append(AudioStepper(scheduler.slot(index), f"{robot}/{options.frame_id}",
+                                         f"{robot}/{options.user_frame_id}", face))
+    except BaseException:
+        for stepper in steppers:
+            stepper.close()
+        engine.close()
+        raise
+    return scheduler, steppers

@@ -8,11 +8,19 @@ and keeps the step times of a recent window for their median and 95th percentile
 **real-time factor** (compute time per second of audio; below 1 keeps up). Audio that
 waited too long for the model and was dropped is counted too. ``status()`` says it in the
 shape ``/diagnostics`` carries.
+
+``overhead_per_step`` is the one definition of the **overhead outside the model**, which
+``moshiface demo``'s summary reports and ``make bench`` prints: the time a chunk of user
+audio took from arrival to its last sink (framing, the face codec both ways, files, bag,
+head) minus the model's part of it, spread evenly over the steps the chunk completed. The
+runner computes it on two clocks: wall time (what a live robot waits) and the thread's CPU
+time (what it costs one core, which a busy machine does not inflate; the target's clock).
 """
 
 from __future__ import annotations
 
 from collections import deque
+from typing import Sequence
 
 import numpy as np
 
@@ -20,6 +28,15 @@ from ..constants import NS_PER_S, STEP_NS
 from ..messages.types import Diagnostic
 
 OK, WARN = 0, 1
+
+
+def overhead_per_step(elapsed_s: float, model_s: Sequence[float]) -> list[float]:
+    """Each step's share of what a chunk cost outside the model: ``elapsed_s`` (the chunk's
+    whole time, on one clock) minus the model's times for the steps it made (same clock),
+    spread evenly over those steps; no step, no overhead figure."""
+    if not model_s:
+        return []
+    return [(elapsed_s - sum(model_s)) / len(model_s)] * len(model_s)
 
 
 class StepMonitor:

@@ -52,6 +52,7 @@ class StepRecord:
     user_face_tokens: FaceTokens | None = None  # None: no face path, or the user's face unseen
     robot_face_tokens: FaceTokens | None = None  # None: no face path, or the model warming up
     robot_face: list[FaceFrame] | None = None  # the step's 2 frames (25 fps), with a face path
+    model_cpu_seconds: float = 0.0  # the calling thread's CPU time in the engine's step
 
 
 class AudioStepper:
@@ -176,9 +177,9 @@ class AudioStepper:
         self._emitted += FRAME_SIZE
         index = self.engine.steps
         user_face = self.face.user_tokens(index, stamp) if self.face is not None else None
-        start = time.perf_counter()
+        start, start_cpu = time.perf_counter(), time.thread_time()
         out = self.engine.step(pcm, None if user_face is None else user_face.tokens.astype(np.int64))
-        model_seconds = time.perf_counter() - start
+        model_seconds, model_cpu = time.perf_counter() - start, time.thread_time() - start_cpu
         text = None
         if out.text_piece is not None:
             text = DialogueText(stamp, index, int(out.text_token), out.text_piece, self.frame_id)
@@ -193,6 +194,7 @@ class AudioStepper:
             user_face_tokens=user_face,
             robot_face_tokens=robot_tokens,
             robot_face=robot_face,
+            model_cpu_seconds=model_cpu,
         )
 
 

@@ -1,0 +1,117 @@
+"""The causal codec's two strided convolutions, one 80 ms step at a time, as one product each.
+
+While streaming, moshi's ``StreamingConv1d`` / ``StreamingConvTranspose1d`` run a general
+convolution (on a CPU, PyTorch's unblocked ``slow_conv2d`` path) on channel-major tensors
+that the codec transposes before and after, and keep their memories with a ``torch.where``
+per call: at the codec's sizes that bookkeeping costs more than the arithmetic. For one
+step the convolution is a single matrix product: the down-sampling one reads the step's r
+frames after the K - r it kept, the transposed one writes K frames of which the last K - r
+wait for the next step. These modules compute exactly that, frames-major (no transposes),
+with the convolutions' own weights (read through a cached re-layout, rebuilt when training
+changes them) and their own memories, which ``reset_streaming(mask)`` clears per batch item
+and a masked item (``exec_mask``) leaves untouched, as moshi's do. They hold no
+parameters: checkpoints are unchanged. The codec tests check them against the whole
+sequence.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+from ..moshi_compat import OwnStateModule, State
+
+__all__ = ["DownStep", "UpStep"]
+
+
+@dataclass
+class _Memory(State):
+    frames: torch.Tensor  # [B, K - r, channels]: what the next step needs of this one
+
+    def reset(self, reset_mask: torch.Tensor) -> None:
+        super().reset(reset_mask)
+        self.frames.masked_fill_(reset_mask.view(-1, 1, 1), 0.0)
+
+
+class _Relayout:
+    """A weight's re-layout for the step product, made again only when the weight changes."""
+
+    def __init__(self) -> None:
+        self._key: tuple[int, int] | None = None
+        self._value: torch.Tensor | None = None
+
+    def get(self, weight: torch.Tensor, make) -> torch.Tensor:
+        key = (weight.data_ptr(), weight._version)
+        if self._key != key:
+            with torch.inference_mode(False):  # a normal tensor, whatever mode the step runs in
+                self._key, self._value = key, make(weight.detach()).contiguous()
+        return self._value
+
+
+class DownStep(OwnStateModule):
+    """A causal strided ``nn.Conv1d`` (kernel K, stride r, no dilation) over (B, T, C) frames."""
+
+    def __init__(self, conv: nn.Conv1d) -> None:
+        super().__init__()
+        if conv.dilation[0] != 1 or conv.groups != 1 or conv.padding[0] != 0 or conv.kernel_size[0] <= conv.stride[0]:
+            raise ValueError("the step product needs a plain strided convolution with a memory (K > r)")
+        self._conv = (conv,)  # a tuple: not a child module, so no duplicate weights
+        self.kernel, self.stride = conv.kernel_size[0], conv.stride[0]
+        self._weight = _Relayout()
+
+    def new_state(self, batch_size: int) -> _Memory:
+        weight = self._conv[0].weight
+        frames = torch.zeros(batch_size, self.kernel - self.stride, weight.shape[1], dtype=weight.dtype,
+                             device=weight.device)
+        return _Memory(batch_size, weight.device, frames)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """(B, T, C_in) frames, T a multiple of r -> (B, T / r, C_out)."""
+        conv, state = self._conv[0], self.state
+        weight = self._weight.get(conv.weight, lambda w: w.permute(2, 1, 0).reshape(-1, w.shape[0]))  # [K*Cin, Cout]
+        outputs = []
+        for start in range(0, x.shape[1], self.stride):
+            window = torch.cat([state.frames, x[:, start:start + self.stride]], 1)  # [B, K, C_in]
+            flat = window.reshape(x.shape[0], -1)
+            outputs.append(torch.addmm(conv.bias, flat, weight) if conv.bias is not None else flat @ weight)
+            keep = window[:, self.stride:]
+            state.frames.copy_(torch.where(state.exec_mask.view(-1, 1, 1), keep, state.frames))
+        return torch.stack(outputs, 1)
+
+
+class UpStep(OwnStateModule):
+    """A causal strided ``nn.ConvTranspose1d`` (kernel K, stride r) over (B, S, C) steps."""
+
+    def __init__(self, conv: nn.ConvTranspose1d) -> None:
+        super().__init__()
+        plain = conv.dilation[0] == 1 and conv.groups == 1 and conv.padding[0] == 0 and conv.output_padding[0] == 0
+        if not plain or conv.kernel_size[0] <= conv.stride[0]:
+            raise ValueError("the step product needs a plain strided transposed convolution with K > r")
+        self._conv = (conv,)
+        self.kernel, self.stride = conv.kernel_size[0], conv.stride[0]
+        self._weight = _Relayout()
+
+    def new_state(self, batch_size: int) -> _Memory:
+        weight = self._conv[0].weight
+        frames = torch.zeros(batch_size, self.kernel - self.stride, weight.shape[1], dtype=weight.dtype,
+                             device=weight.device)
+        return _Memory(batch_size, weight.device, frames)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """(B, S, C_in) steps -> (B, S * r, C_out) frames."""
+        conv, state = self._conv[0], self.state
+        weight = self._weight.get(conv.weight, lambda w: w.permute(0, 2, 1).reshape(w.shape[0], -1))  # [Cin, K*Cout]
+        held, outputs = self.kernel - self.stride, []
+        for step in range(x.shape[1]):
+            y = (x[:, step] @ weight).view(x.shape[0], self.kernel, -1)  # [B, K, C_out]
+            if conv.bias is not None:
+                y += conv.bias
+            y[:, :held] += state.frames
+            later = y[:, -held:]
+            if conv.bias is not None:
+                later = later - conv.bias
+            state.frames.copy_(torch.where(state.exec_mask.view(-1, 1, 1), later, state.frames))
+            outputs.append(y[:, :self.kernel - held])
+        return torch.cat(outputs, 1) if len(outputs) > 1 else outputs[0]
