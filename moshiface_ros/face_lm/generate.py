@@ -137,8 +137,11 @@ class FaceLMGen(StreamingLMGen):
         logits = lm.face_logits(transformer_out, text_token[:, None], audio[:, :, None], fs.input[:, :n])
         logits = logits[:, :, 0]  # [B, N, K]
         tokens = sample_token(logits.float(), self.use_sampling, self.face_temp, self.face_top_k)
-        fs.sampled.copy_(tokens)
-        fs.logits.copy_(logits.float())
+        # A masked (idle) slot keeps what it sampled last: its next step writes that into its
+        # face history, as if the idle step never happened.
+        active = self.state_exec_mask(self.streaming_state)
+        fs.sampled.copy_(torch.where(active[:, None], tokens, fs.sampled))
+        fs.logits.copy_(torch.where(active[:, None, None], logits.float(), fs.logits))
         return audio
 
     def _force_text(self, text_token: torch.Tensor) -> None:

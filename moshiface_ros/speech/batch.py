@@ -124,9 +124,7 @@ class BatchedEngine:
             self._mimi.set_exec_mask(active)
             user_codes = self._mimi.encode(audio)
             self._gen.set_exec_mask(active)
-            idle_face = self._idle_face_tokens()
             packed = self._gen.step(user_codes, face) if self.has_face else self._gen.step(user_codes)
-            self._restore_idle_face(idle_face, active)
             tokens = StepTokens.unpack(packed, self.models.lm.dep_q)
             produced = active & (tokens.text[:, 0, 0] != self.models.lm.ungenerated_token_id)
             robot = None
@@ -134,20 +132,6 @@ class BatchedEngine:
                 self._mimi.set_exec_mask(produced)
                 robot = self._mimi.decode(tokens.audio.clamp(min=0)).clamp_(-1.0, 1.0).float().cpu().numpy()
         return self._outputs(pcm.keys(), user_codes.cpu().numpy(), tokens, produced.cpu().numpy(), robot)
-
-    def _idle_face_tokens(self) -> torch.Tensor | None:
-        """The robot face tokens each slot sampled last (Moshi-Face): the next step of a slot
-        writes them into its face history."""
-        face = getattr(getattr(self._gen, "streaming_state", None), "face", None)
-        return face.sampled.clone() if face is not None else None
-
-    def _restore_idle_face(self, before: torch.Tensor | None, active: torch.Tensor) -> None:
-        """Puts back what the face head sampled for masked slots: it samples every row of the
-        batch, and a masked slot must continue next time as if the idle step never happened
-        (its next step records its own last face tokens, not the idle step's)."""
-        if before is not None:
-            sampled = self._gen.streaming_state.face.sampled
-            sampled.copy_(torch.where(active[:, None], sampled, before))
 
     def _outputs(self, slots: object, user_codes: np.ndarray, tokens: StepTokens,
                  produced: np.ndarray, robot: np.ndarray | None) -> dict[int, StepOutput]:
