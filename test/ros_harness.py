@@ -68,6 +68,17 @@ def missing_ros() -> str | None:
     return None
 
 
+def require_ros_module() -> None:
+    """At the top of a ROS test module: skip it without ROS, or fail it at once under
+    ``MOSHIFACE_REQUIRE_ROS=1`` (``make test``), where missing ROS is a broken set-up."""
+    problem = missing_ros()
+    if problem is None:
+        return
+    if ros_required():
+        pytest.fail(f"MOSHIFACE_REQUIRE_ROS=1 but {problem}", pytrace=False)
+    pytest.skip(problem, allow_module_level=True)
+
+
 def missing_launch_tools() -> str | None:
     """Why `ros2 launch` and the `ros2` tools cannot be used here, or None."""
     if shutil.which("ros2") is None:

@@ -20,10 +20,7 @@ import pytest
 
 import ros_harness
 
-if ros_harness.missing_ros():
-    if ros_harness.ros_required():
-        pytest.fail(f"MOSHIFACE_REQUIRE_ROS=1 but {ros_harness.missing_ros()}", pytrace=False)
-    pytest.skip(ros_harness.missing_ros(), allow_module_level=True)
+ros_harness.require_ros_module()
 
 os.environ.setdefault("NO_TORCH_COMPILE", "1")
 

@@ -22,10 +22,7 @@ import pytest
 import ros_harness
 from ros_harness import assert_clean_output, share_dir, start_node
 
-if ros_harness.missing_ros():
-    if ros_harness.ros_required():
-        pytest.fail(f"MOSHIFACE_REQUIRE_ROS=1 but {ros_harness.missing_ros()}", pytrace=False)
-    pytest.skip(ros_harness.missing_ros(), allow_module_level=True)
+ros_harness.require_ros_module()
 
 import aiohttp  # noqa: E402
 import rclpy  # noqa: E402
