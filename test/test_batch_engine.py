@@ -7,6 +7,7 @@ os.environ.setdefault("NO_TORCH_COMPILE", "1")
 
 import numpy as np
 import pytest
+import torch
 
 from moshiface_ros.audio.synth import synthetic_speech
 from moshiface_ros.constants import FACE_CARD, FACE_TOKENS, FRAME_SIZE
@@ -116,3 +117,53 @@ def test_bad_slots_and_frames_are_refused(tiny):
             engine.step({0: np.zeros(FRAME_SIZE, np.float32)}, {0: np.zeros(3, np.int64)})
     with pytest.raises(ValueError, match="at least one slot"):
         BatchedEngine(tiny, 0)
+
+
+SAMPLED = Sampling(temperature=1.0, text_temperature=1.0, face_temperature=1.0, top_k=50, text_top_k=50,
+                   face_top_k=50)
+
+
+def sampled_alone(models, seed, audio, faces):
+    with BatchedEngine(models, 1, SAMPLED, slot_seeds=[seed]) as engine:
+        return [engine.step({0: a}, {0: f})[0] for a, f in zip(audio, faces)]
+
+
+def test_each_slot_samples_from_its_own_generator(tiny):
+    """With a temperature, slot 1 (seed 11) in a batch of 3 -- neighbours sampling beside it,
+    one joining late, itself idling one step and a neighbour resetting -- samples exactly what
+    it samples stepped alone with seed 11; the global generator plays no part."""
+    talks = [conversation(20), conversation(21), conversation(22)]
+    expected = sampled_alone(tiny, 11, *talks[1])
+    got = []
+    with BatchedEngine(tiny, 3, SAMPLED, slot_seeds=[10, 11, 12]) as engine:
+        for t in range(STEPS + 1):
+            if t == 4:
+                engine.reset(2)
+            active = [slot for slot in (0, 1, 2) if not (slot == 2 and t < 2)]
+            moment = {slot: t - (slot == 1 and t > 5) for slot in active}  # slot 1 idles at step 5
+            torch.manual_seed(t)  # the global generator moving must not matter
+            pcm = {s: talks[s][0][m] for s, m in moment.items() if m < STEPS and not (s == 1 and t == 5)}
+            out = engine.step(pcm, {s: talks[s][1][moment[s]] for s in pcm})
+            if 1 in out:
+                got.append(out[1])
+        engine.reset(1)  # a new conversation in slot 1 starts its generator over
+        again = [engine.step({1: a}, {1: f})[1] for a, f in zip(talks[1][0][:3], talks[1][1][:3])]
+    assert_same(got, expected, "sampled slot")
+    assert_same(again, expected[:3], "sampled slot after its reset")
+    # sampling really is on and the seed really matters: greedy and another seed differ
+    greedy = alone(tiny, *talks[1])
+    other = sampled_alone(tiny, 12, *talks[1])
+    tokens = lambda outs: [(o.text_token, None if o.audio_tokens is None else o.audio_tokens.tolist(),
+                            None if o.face_tokens is None else o.face_tokens.tolist()) for o in outs]
+    assert tokens(expected) != tokens(greedy) and tokens(expected) != tokens(other)
+
+
+def test_an_audio_only_model_samples_per_slot_too():
+    """moshi's own LM (no face streams): slot 0 of a batch of 2 samples what it samples alone."""
+    models = build_tiny(face=False)
+    talks = [conversation(30, 6), conversation(31, 6)]
+    expected = sampled_alone(models, 5, *talks[0])
+    with BatchedEngine(models, 2, SAMPLED, slot_seeds=[5, 6]) as engine:
+        got = [engine.step({0: talks[0][0][t], 1: talks[1][0][t]})[0] for t in range(6)]
+    assert_same(got, expected, "audio-only sampled slot")
+    assert all(o.face_tokens is None for o in got)

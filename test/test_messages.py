@@ -125,3 +125,36 @@ def test_bad_face_and_blendshape_messages(typestore):
         convert.blendshape_weights_from_msg(weights)
     with pytest.raises(ValueError, match="names"):
         convert.to_msg(BlendshapeWeights(0, ["a", "b"], [0.5]), factory)
+
+
+def face_frames():
+    rng = np.random.default_rng(3)
+    return [
+        FaceFrame(STAMP, rng.normal(size=(5143, 3)).astype(np.float32) * 1e-3, frame_id="robot_head"),
+        FaceFrame(0, np.zeros((0, 3)), face_present=False),  # empty arrays, empty frame id
+        FaceFrame(7, rng.normal(size=(3, 3)) * 1e-3, is_displacement=False, expression=rng.normal(size=50),
+                  jaw_pose=[0.1, 0, 0], frame_id="abc"),  # float64 in, odd string lengths
+        FaceFrame(10**9, rng.normal(size=(5, 3)) * 1e-3, eye_pose=np.ones(6), translation=[0, 0, 0.6],
+                  neck_pose=[0, 0.1, 0], global_pose=[0.2, 0, 0], frame_id="ab"),
+    ]
+
+
+@pytest.mark.parametrize("frame", face_frames(), ids=range(len(face_frames())))
+def test_face_frame_straight_to_cdr_is_byte_identical(frame, typestore):
+    """The bag's fast path gives exactly the bytes of the message object serialised by
+    rosbags (alignment after strings and booleans, empty arrays included)."""
+    from moshiface_ros.messages.cdr import face_frame_cdr
+
+    expected = typestore.serialize_cdr(convert.to_msg(frame, RosbagsFactory(typestore)), convert.MSG_TYPES[FaceFrame])
+    assert face_frame_cdr(frame) == bytes(expected)
+
+
+def test_face_frame_straight_to_cdr_checks_as_the_message_does():
+    from moshiface_ros.messages.cdr import face_frame_cdr
+
+    with pytest.raises(ValueError, match="NaN or infinite"):
+        face_frame_cdr(FaceFrame(0, np.full((2, 3), np.nan)))
+    with pytest.raises(ValueError, match="negative"):
+        face_frame_cdr(FaceFrame(-1, np.zeros((2, 3))))
+    with pytest.raises(ValueError, match="expression"):
+        face_frame_cdr(FaceFrame(0, np.zeros((2, 3)), expression=np.full(3, 1e9)))

@@ -203,7 +203,10 @@ class FaceCodec(StreamingContainer):
         return (x / self.scale).flatten(2)
 
     def _unflat(self, y: torch.Tensor) -> torch.Tensor:
-        return (y * self.scale).view(*y.shape[:2], self.config.vertices, 3)
+        # in inference the decoder's output is a fresh tensor: scaled in place, the same
+        # products without a second ~120 KB buffer per step
+        y = y.mul_(self.scale) if not torch.is_grad_enabled() else y * self.scale
+        return y.view(*y.shape[:2], self.config.vertices, 3)
 
     def forward(self, x: torch.Tensor) -> CodecOutput:
         x = self.check_motion(x)

@@ -29,8 +29,9 @@ from typing import Any
 
 import torch
 
-from ..moshi_compat import CUDAGraphed, StreamingLMGen, sample_token, scatter_with_mask_
+from ..moshi_compat import CUDAGraphed, sample_token, scatter_with_mask_
 from .model import ABSENT_FACE_TOKEN, FaceLMModel
+from .slot_sampling import SiteSampling, SlotSampledLMGen
 from .step import StepTokens
 
 
@@ -46,11 +47,12 @@ class _FaceState:
     prepare: CUDAGraphed
 
 
-class FaceLMGen(StreamingLMGen):
+class FaceLMGen(SlotSampledLMGen):
     """Streaming generation of text, robot audio and robot face tokens.
 
     ``face_temp`` / ``face_top_k``: the face stream's own sampling (``use_sampling=False``
-    makes every stream greedy, as in ``LMGen``).
+    makes every stream greedy, as in ``LMGen``). ``slot_seeds``: each batch slot samples
+    from its own generator, face tokens included (``slot_sampling.SlotSampledLMGen``).
     """
 
     def __init__(self, lm_model: FaceLMModel, *args, face_temp: float = 0.8, face_top_k: int = 100,
@@ -67,15 +69,21 @@ class FaceLMGen(StreamingLMGen):
         self.face_temp = face_temp
         self.face_top_k = face_top_k
         self.teacher_forcing = teacher_forcing
-        self._user_on_text_hook = self.on_text_hook
+        # after the per-slot text draw (if any), so that a forced token is never re-sampled
+        self._user_on_text_hook = self._next_text_hook
         if teacher_forcing:
-            self.on_text_hook = self._force_text
+            self._next_text_hook = self._force_text
 
     # -- streaming state ---------------------------------------------------------------------
+
+    def slot_sites(self) -> dict[str, SiteSampling]:
+        face, temp = self.lm_model.face_config, self.face_temp if self.use_sampling else 0.0
+        return {**super().slot_sites(), "face": SiteSampling(face.n_tokens, face.card, temp, self.face_top_k)}
 
     def extend_streaming_state(self, state: Any) -> None:
         """Adds the face state beside moshi's, graphs the temporal call with the face input,
         and resets the face state whenever moshi resets its own."""
+        super().extend_streaming_state(state)
         lm = self.lm_model
         face = lm.face_config
         n, device = face.n_tokens, lm.device
@@ -136,7 +144,11 @@ class FaceLMGen(StreamingLMGen):
         n = lm.face_config.n_tokens
         logits = lm.face_logits(transformer_out, text_token[:, None], audio[:, :, None], fs.input[:, :n])
         logits = logits[:, :, 0]  # [B, N, K]
-        tokens = sample_token(logits.float(), self.use_sampling, self.face_temp, self.face_top_k)
+        noise = self.slot_noise
+        if noise is None:
+            tokens = sample_token(logits.float(), self.use_sampling, self.face_temp, self.face_top_k)
+        else:
+            tokens = noise.sample("face", logits)
         # A masked (idle) slot keeps what it sampled last: its next step writes that into its
         # face history, as if the idle step never happened.
         active = self.state_exec_mask(self.streaming_state)

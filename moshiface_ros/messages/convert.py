@@ -64,10 +64,16 @@ class MessageFactory(Protocol):
         """A primitive-array field value from a 1-D numpy array of the field's dtype."""
 
 
-def header(factory: MessageFactory, stamp_ns: int, frame_id: str) -> Any:
+def split_stamp(stamp_ns: int) -> tuple[int, int]:
+    """A header stamp's (sec, nanosec); a negative stamp is refused."""
     if stamp_ns < 0:
         raise ValueError(f"stamp must not be negative, got {stamp_ns} ns")
     sec, nanosec = divmod(int(stamp_ns), NS_PER_S)
+    return sec, nanosec
+
+
+def header(factory: MessageFactory, stamp_ns: int, frame_id: str) -> Any:
+    sec, nanosec = split_stamp(stamp_ns)
     stamp = factory.new(TIME_TYPE, sec=sec, nanosec=nanosec)
     return factory.new(HEADER_TYPE, stamp=stamp, frame_id=frame_id)
 
@@ -151,10 +157,17 @@ def dialogue_text_from_msg(msg: Any) -> DialogueText:
 # -- FaceFrame --------------------------------------------------------------------------
 
 
-def face_frame_to_msg(frame: FaceFrame, factory: MessageFactory) -> Any:
+def checked_face_frame(frame: FaceFrame) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+    """A frame's vertices and FLAME parameters as checked 1-D float32 arrays (what every
+    writer of a FaceFrame message sends: ``face_frame_to_msg`` and ``cdr.face_frame_cdr``)."""
     vertices = _vertices(frame.vertices)
     values = {name: np.asarray(getattr(frame, name), np.float32).reshape(-1) for name in PARAMETER_FIELDS}
     check_parameters(values)
+    return vertices, values
+
+
+def face_frame_to_msg(frame: FaceFrame, factory: MessageFactory) -> Any:
+    vertices, values = checked_face_frame(frame)
     params = {name: factory.array(value) for name, value in values.items()}
     return factory.new(
         MSG_TYPES[FaceFrame],

@@ -21,11 +21,19 @@ import numpy as np
 from rosbags.rosbag2 import StoragePlugin, Writer
 
 from ..constants import NS_PER_S
+from ..messages.cdr import face_frame_cdr
 from ..messages.convert import MSG_TYPES, to_msg
+from ..messages.types import FaceFrame
 from .definitions import make_typestore
 
 BAG_VERSION = 8
 CHECKPOINT_NS = NS_PER_S  # at most this much session is held in memory
+
+
+def checkpoint_due(since_ns: int | None, pending: bool, stamp_ns: int, force: bool = False) -> bool:
+    """Whether a checkpoint at ``stamp_ns`` writes a chunk: something was written since the
+    last one (at ``since_ns``), and ``CHECKPOINT_NS`` has passed in stamps or ``force``."""
+    return pending and since_ns is not None and (force or stamp_ns - since_ns >= CHECKPOINT_NS)
 
 
 class RosbagsFactory:
@@ -69,7 +77,9 @@ class SessionBag:
 
     def write_ros(self, topic: str, stamp_ns: int, ros_message: Any) -> None:
         """Writes a message already built as a rosbags dataclass (e.g. with ``self.factory``)."""
-        data = self.typestore.serialize_cdr(ros_message, self._types[topic])
+        self._write_cdr(topic, stamp_ns, self.typestore.serialize_cdr(ros_message, self._types[topic]))
+
+    def _write_cdr(self, topic: str, stamp_ns: int, data: bytes | memoryview) -> None:
         self._writer.write(self._connections[topic], int(stamp_ns), data)
         self.counts[topic] += 1
         self._pending = True
@@ -77,7 +87,11 @@ class SessionBag:
             self._since_ns = int(stamp_ns)
 
     def write(self, topic: str, message: Any) -> None:
-        """Writes a core message object at its own stamp."""
+        """Writes a core message object at its own stamp (a face frame, ~60 KB, straight to
+        its CDR bytes: the same bytes, without a message object in between)."""
+        if type(message) is FaceFrame and self._types[topic] == MSG_TYPES[FaceFrame]:
+            self._write_cdr(topic, message.stamp_ns, face_frame_cdr(message))
+            return
         ros_message = to_msg(message, self.factory)
         self.write_ros(topic, message.stamp_ns, ros_message)
 
@@ -86,8 +100,7 @@ class SessionBag:
         (in stamps) since the last checkpoint (or at once with ``force``); call it between
         steps with the end of the step, so a chunk holds whole steps. Returns whether it
         wrote a chunk."""
-        since = self._since_ns
-        if self._writer is None or not self._pending or (not force and stamp_ns - since < CHECKPOINT_NS):
+        if self._writer is None or not checkpoint_due(self._since_ns, self._pending, stamp_ns, force):
             return False
         storage = self._writer.storage  # rosbags' MCAP storage: the chunk and the file it goes to
         storage.close_chunk()

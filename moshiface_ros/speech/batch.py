@@ -10,17 +10,16 @@ slot's caches, convolution memories and face state).
 
 A slot that has no input this step is masked (moshi's ``exec_mask``): it is computed with
 the others but its state does not move, so it continues next time as if the idle step
-never happened. With greedy sampling a slot's tokens are exactly those it would get
-stepped alone (``test/test_batch_engine.py`` checks it, joins and resets included).
-
-Sampling with a temperature draws every slot from torch's one global generator (moshi
-samples the whole batch in one call); per-slot reproducibility needs greedy decoding.
+never happened. A slot's tokens are exactly those it would get stepped alone
+(``test/test_batch_engine.py`` checks it, joins and resets included), with a temperature
+too: each slot samples from its own generator, seeded with its own seed and reseeded when
+the slot resets (``face_lm/slot_sampling.py``), never from torch's global one.
 """
 
 from __future__ import annotations
 
 import contextlib
-from typing import Mapping
+from typing import Mapping, Sequence
 
 import numpy as np
 import torch
@@ -34,16 +33,30 @@ from .models import SpeechModels
 __all__ = ["BatchedEngine"]
 
 
+def _slot_seeds(slots: int, seed: int | None, given: Sequence[int] | None) -> list[int]:
+    """Each slot's seed: those given, else ``seed + slot``; an unseeded engine draws them."""
+    if given is not None:
+        if len(given) != slots:
+            raise ValueError(f"{len(given)} slot seeds for {slots} slots")
+        return [int(value) for value in given]
+    if seed is None:
+        return [torch.Generator().seed() for _ in range(slots)]
+    return [seed + slot for slot in range(slots)]
+
+
 class BatchedEngine:
     """Drives Mimi and Moshi(-Face) over ``slots`` conversations at once.
 
     ``step({slot: pcm}, {slot: user_face_tokens})`` advances the slots given and masks the
-    others; ``reset(slot)`` starts a new conversation in one slot. The engine owns the
+    others; ``reset(slot)`` starts a new conversation in one slot. ``slot_seeds``: each
+    slot's sampling seed (default ``seed + slot``): a slot with seed s samples what an
+    engine of one slot seeded s samples from the same input. The engine owns the
     models' streaming state until ``close()``.
     """
 
     def __init__(self, models: SpeechModels, slots: int, sampling: Sampling | None = None,
-                 seed: int | None = DEFAULT_SEED, cuda_graphs: bool = True) -> None:
+                 seed: int | None = DEFAULT_SEED, cuda_graphs: bool = True,
+                 slot_seeds: Sequence[int] | None = None) -> None:
         if slots < 1:
             raise ValueError(f"a batched engine needs at least one slot, got {slots}")
         if models.mimi.is_streaming or models.lm.is_streaming:
@@ -53,7 +66,8 @@ class BatchedEngine:
         self.cuda_graphs = cuda_graphs
         self.device = next(models.lm.parameters()).device
         self._mimi = models.mimi
-        self._gen = build_generator(models, sampling or Sampling(), out_of_sync=True)
+        self.slot_seeds = _slot_seeds(slots, seed, slot_seeds)
+        self._gen = build_generator(models, sampling or Sampling(), out_of_sync=True, slot_seeds=self.slot_seeds)
         self._face_tokens = models.lm.face_config.n_tokens if isinstance(models.lm, FaceLMModel) else 0
         self._streaming = contextlib.ExitStack()
         self._streaming.enter_context(self._mimi.streaming(slots))

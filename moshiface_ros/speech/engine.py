@@ -30,6 +30,7 @@ import torch
 from ..constants import DEFAULT_SEED, FRAME_SIZE, SAMPLE_RATE  # noqa: F401 (SAMPLE_RATE: for importers)
 from ..face_lm.generate import FaceLMGen
 from ..face_lm.model import FaceLMModel
+from ..face_lm.slot_sampling import SlotSampledLMGen
 from ..face_lm.step import StepTokens
 from ..moshi_compat import LMGen, no_compile, no_cuda_graph
 from .models import SpeechModels
@@ -95,14 +96,19 @@ def step_contexts(device: torch.device, cuda_graphs: bool) -> contextlib.ExitSta
     return stack
 
 
-def build_generator(models: SpeechModels, sampling: Sampling, out_of_sync: bool = False) -> LMGen:
+def build_generator(models: SpeechModels, sampling: Sampling, out_of_sync: bool = False,
+                    slot_seeds: list[int] | None = None) -> LMGen:
     """Moshi's ``LMGen`` (audio-only model) or ``FaceLMGen`` (Moshi-Face) with ``sampling``.
     ``out_of_sync``: batch slots keep their own clocks (a slot that joins late warms up
-    on its own; moshi then never returns None, it marks a slot's warm-up tokens instead)."""
+    on its own; moshi then never returns None, it marks a slot's warm-up tokens instead).
+    ``slot_seeds``: each batch slot samples from its own generator (``SlotSampledLMGen``)."""
     kwargs = dict(temp=sampling.temperature, temp_text=sampling.text_temperature,
                   top_k=sampling.top_k, top_k_text=sampling.text_top_k, support_out_of_sync=out_of_sync)
     if isinstance(models.lm, FaceLMModel):
-        return FaceLMGen(models.lm, face_temp=sampling.face_temperature, face_top_k=sampling.face_top_k, **kwargs)
+        return FaceLMGen(models.lm, face_temp=sampling.face_temperature, face_top_k=sampling.face_top_k,
+                         slot_seeds=slot_seeds, **kwargs)
+    if slot_seeds is not None:
+        return SlotSampledLMGen(models.lm, slot_seeds=slot_seeds, **kwargs)
     return LMGen(models.lm, **kwargs)
 
 
