@@ -34,6 +34,7 @@ MOSHI_SPEC ?= moshi==0.2.13
 MEDIAPIPE_SPEC ?= mediapipe==0.10.21
 PIP := $(BIN)/python -m pip --disable-pip-version-check
 DEMO_OUT ?= demo-output
+RESEARCH_OUT ?= research-output
 ROS_DIR ?= build/ros
 ROS_PREFIX ?= $(ROS_DIR)/install
 ROS_TOOLS ?=
@@ -43,7 +44,7 @@ RUNTIME_STAMP := $(VENV)/.runtime-installed
 TEST_STAMP := $(VENV)/.test-installed
 WEB_STAMP := web/node_modules/.package-lock.json
 
-.PHONY: demo test install ros bench clean
+.PHONY: demo research-demo test install ros bench clean
 
 install: $(RUNTIME_STAMP) $(WEB_STAMP)
 
@@ -78,6 +79,12 @@ ros: $(TEST_STAMP)
 demo: $(RUNTIME_STAMP) $(WEB_STAMP)
 	$(BIN)/moshiface demo --out $(DEMO_OUT)
 
+# The research path offline on the CPU: a synthetic corpus, codec, prepare, both training
+# stages, eval and a run (docs/moshi-face.md, "Quick start"); espeak-ng speaks the corpus.
+research-demo: $(RUNTIME_STAMP)
+	MOSHIFACE_SYSTEM_PACKAGES=espeak-ng bash scripts/install_system_packages.sh
+	$(BIN)/moshiface quickstart --out $(RESEARCH_OUT)
+
 # `pytest`, not `python -m pytest`: -m would put the source moshiface_ros/ (which has no
 # generated msg/) ahead of the installed one. MOSHIFACE_REQUIRE_ROS=1: a test run that cannot
 # import rclpy and the generated messages fails at once instead of skipping the ROS tests.
@@ -95,4 +102,4 @@ bench: $(RUNTIME_STAMP)
 	$(BIN)/python benchmarks/batching.py
 
 clean:
-	rm -rf $(VENV) $(DEMO_OUT) build *.egg-info
+	rm -rf $(VENV) $(DEMO_OUT) $(RESEARCH_OUT) build *.egg-info

@@ -189,6 +189,27 @@ def test_prev_token_ablation_streams_like_it_trains():
     torch.testing.assert_close(face_logits[1:5], out.face_logits[0, :, :4].permute(1, 0, 2), atol=1e-4, rtol=1e-4)
 
 
+def test_audio_lookup_streams_like_it_trains_and_reads_the_steps_own_audio():
+    """``audio_lookup``: the Face Transformer reads the step's robot audio tokens through its
+    own tables; streaming and training agree, and frame t's face changes with frame t's
+    acoustic audio but not with a later frame's."""
+    torch.manual_seed(3)
+    face = FaceConfig(dim=32, num_heads=2, num_layers=1, dim_feedforward=64, audio_lookup=True, input_init="normal")
+    model = build_face_lm(tiny_lm_kwargs(), face)
+    assert model.face_transformer.audio_emb.num_embeddings == 8 * (1024 + 1)
+    user_audio, user_face = user_streams(5, steps=6)
+    outputs, _, face_logits, _ = stream(model, user_audio, user_face)
+    codes, face_codes = sequence_from(outputs, user_audio, user_face)
+    with torch.no_grad():
+        out = model(codes, face_codes)
+        torch.testing.assert_close(face_logits[1:5], out.face_logits[0, :, :4].permute(1, 0, 2), atol=1e-4, rtol=1e-4)
+        changed = codes.clone()
+        changed[0, 2, 2] = (changed[0, 2, 2] + 1) % 1024  # an acoustic token of frame 2
+        other = model(changed, face_codes).face_logits[0]
+    assert torch.equal(other[:, :2], out.face_logits[0, :, :2])  # earlier frames cannot see it
+    assert not torch.allclose(other[:, 2], out.face_logits[0, :, 2])  # frame 2's face reads it
+
+
 # -- checkpoints and the engine ----------------------------------------------------------
 
 

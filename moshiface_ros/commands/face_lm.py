@@ -15,6 +15,7 @@ def register(commands: argparse._SubParsersAction) -> None:
     _register_train(commands)
     _register_data(commands)
     _register_eval(commands)
+    _register_quickstart(commands)
 
 
 def _register_train(commands: argparse._SubParsersAction) -> None:
@@ -52,6 +53,9 @@ def _register_train(commands: argparse._SubParsersAction) -> None:
     p.add_argument("--no-prev-face-tokens", action="store_true",
                    help="ablation: no previous-step face tokens in the Face Transformer's queries (stage 1, or "
                         "stage 2 from plain Moshi)")
+    p.add_argument("--face-audio-lookup", action="store_true",
+                   help="the Face Transformer also reads the step's audio tokens through its own embeddings (a "
+                        "small or random backbone needs it to learn lip sync; off: the paper's e_all)")
     p.add_argument("--activation-checkpointing", action="store_true",
                    help="recompute activations in the backward pass (less memory, more time)")
     p.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
@@ -85,7 +89,26 @@ def _register_data(commands: argparse._SubParsersAction) -> None:
     p.add_argument("--overwrite", action="store_true", help="tokenize again dialogues already done")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(handler=cmd_data_prepare)
+    _register_synth(sub)
     _register_recordings(sub)
+
+
+def _register_synth(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("synth", help="write a corpus of synthetic two-speaker conversations (espeak-ng voices, "
+                                     "faces on the synthetic head)",
+                       description="Dialogues with turn-taking, overlaps and backchannels, real words spoken by two "
+                                   "espeak-ng voices with exact word timing, each face driven by its own voice plus "
+                                   "listening nods and smiles answered; in the layout data prepare and codec train "
+                                   "read (see docs/moshi-face.md).")
+    p.add_argument("--out", type=Path, required=True, help="output directory (dialogues/, manifest.json, test.txt)")
+    p.add_argument("--dialogues", type=int, default=40, help="conversations (default: %(default)s)")
+    p.add_argument("--seconds", type=float, default=20.0, help="length of each (default: %(default)s)")
+    p.add_argument("--vertices", type=int, default=5023,
+                   help="face vertices: 5023 the whole head, fewer a fixed subset (default: %(default)s)")
+    p.add_argument("--test-count", type=int, default=8, help="held-out dialogues (default: %(default)s)")
+    p.add_argument("--seed", type=int, default=0, help="random seed (same seed, same corpus)")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.set_defaults(handler=cmd_data_synth)
 
 
 def _tracking_options(p: argparse.ArgumentParser) -> None:
@@ -141,6 +164,46 @@ def _register_eval(commands: argparse._SubParsersAction) -> None:
     p.set_defaults(handler=cmd_eval)
 
 
+def _register_quickstart(commands: argparse._SubParsersAction) -> None:
+    p = commands.add_parser("quickstart", help="the research path offline on the CPU: corpus, codec, prepare, "
+                                               "stage 1, stage 2, eval, run",
+                            description="Runs data synth, codec train, data prepare (tiny model), train --stage 1 "
+                                        "and 2, eval and a run of the trained model, each into OUT/<step>; a step "
+                                        "already done is skipped (see docs/moshi-face.md, Quick start).")
+    p.add_argument("--out", type=Path, required=True, help="output directory")
+    p.add_argument("--dialogues", type=int, default=40, help="conversations of the corpus (default: %(default)s)")
+    p.add_argument("--seconds", type=float, default=20.0, help="length of each (default: %(default)s)")
+    p.add_argument("--stage1-steps", type=int, default=400, help="default: %(default)s")
+    p.add_argument("--stage2-steps", type=int, default=100, help="default: %(default)s")
+    p.add_argument("--paper-conditioning", action="store_true",
+                   help="the paper's e_all alone: no audio lookup in the Face Transformer (does not learn lip sync "
+                        "on the tiny random backbone; see docs/moshi-face.md)")
+    p.add_argument("--seed", type=int, default=0, help="random seed")
+    p.add_argument("--quiet", action="store_true", help="no progress bars")
+    p.set_defaults(handler=cmd_quickstart)
+
+
+def cmd_quickstart(args: argparse.Namespace) -> int:
+    import torch
+
+    from ..training.quickstart import QuickstartConfig, run_quickstart
+
+    torch.set_num_threads(1)
+    if args.dialogues < 4:
+        raise MoshifaceError("--dialogues must be at least 4")
+    config = QuickstartConfig(out=args.out, dialogues=args.dialogues, seconds=args.seconds,
+                              test_count=max(1, args.dialogues // 5), stage1_steps=args.stage1_steps,
+                              stage2_steps=args.stage2_steps, paper_conditioning=args.paper_conditioning,
+                              seed=args.seed, progress=not args.quiet)
+    summary = run_quickstart(config)
+    for stage, results in summary["results"].items():
+        print(f"{stage}:")
+        print(results.get("table_text", ""))
+    print("minutes per step: " + ", ".join(f"{k} {v / 60:.1f}" for k, v in summary["timings"].items()))
+    print(f"plots: {args.out / 'eval-stage2' / 'eval.png'}; the run: {args.out / 'run'}")
+    return 0
+
+
 def _threads(device: str) -> None:
     import torch
 
@@ -153,6 +216,8 @@ def cmd_train(args: argparse.Namespace) -> int:
     from ..training.train import run_training
 
     face = {"use_prev_tokens": False} if args.no_prev_face_tokens else {}
+    if args.face_audio_lookup:
+        face["audio_lookup"] = True
     config = TrainConfig(
         stage=args.stage, data=args.data, out=args.out, model=args.model, steps=args.steps,
         batch_size=args.batch_size, micro_batch=args.micro_batch, seq_len=args.seq_len,
@@ -187,6 +252,20 @@ def cmd_data_prepare(args: argparse.Namespace) -> int:
     if summary.get("rank", 0) == 0:
         print(f"dialogues: {summary['dialogues']} (train {summary['train']}, valid {summary['valid']}, "
               f"test {summary['test']}); tokens in {args.out / 'tokens'}")
+    return 0
+
+
+def cmd_data_synth(args: argparse.Namespace) -> int:
+    from ..training.corpus import SynthConfig, write_corpus
+
+    summary = write_corpus(SynthConfig(out=args.out, dialogues=args.dialogues, seconds=args.seconds,
+                                       vertices=args.vertices, test_count=args.test_count, seed=args.seed,
+                                       progress=not args.quiet))
+    out = args.out
+    print(f"conversations: {summary['dialogues']} ({summary['written']} written, {summary['kept']} already there), "
+          f"{len(summary['test'])} held out in {out / 'test.txt'}")
+    print(f"next: moshiface codec train --data {out} ...; moshiface data prepare --dialogues {out / 'dialogues'} "
+          f"--test-list {out / 'test.txt'} ...")
     return 0
 
 

@@ -29,6 +29,13 @@ class FaceConfig:
 
     ``use_prev_tokens``: add the previous step's face-token embeddings to the Face
     Transformer's queries (the paper's "t-1 face token input"); off reproduces its ablation.
+
+    ``audio_lookup``: the Face Transformer also reads the step's robot audio tokens through
+    its own embedding tables, added to its queries. The paper's e_all (off, the default)
+    reads them only through the temporal transformer's input embeddings; on a pretrained
+    Moshi those carry meaning, but on a small or random backbone frozen in stage 1 they are
+    fixed random vectors, and a linear projection of their sum cannot read speech energy
+    from 8 x 1,024 token values (docs/moshi-face.md, "What makes it learn").
     """
 
     n_tokens: int = FACE_TOKENS
@@ -39,6 +46,7 @@ class FaceConfig:
     num_layers: int = 4
     dim_feedforward: int = 4224
     use_prev_tokens: bool = True
+    audio_lookup: bool = False
     input_init: str = "zero"
 
     def __post_init__(self) -> None:

@@ -83,7 +83,8 @@ class FaceLMModel(LMModel):
                 nn.init.trunc_normal_(init, std=std, a=-3 * std, b=3 * std)
                 self.face_emb.weight.copy_(init)
         self.face_transformer = FaceTransformer(face, self.dim, norm=self._norm, gating=self._gating,
-                                                device=device, dtype=dtype)
+                                                device=device, dtype=dtype, audio_card=self.card,
+                                                audio_streams=self.dep_q)
         forget_streaming_children(self)  # streaming looks its children up again
 
     def face_parameter_names(self) -> list[str]:
@@ -128,7 +129,7 @@ class FaceLMModel(LMModel):
         prev = None
         if self.face_config.use_prev_tokens:
             prev = prev_face.transpose(1, 2)
-        return self.face_transformer(e_all, prev).permute(0, 2, 1, 3)
+        return self.face_transformer(e_all, prev, audio.transpose(1, 2)).permute(0, 2, 1, 3)
 
     # -- training forward --------------------------------------------------------------------
 

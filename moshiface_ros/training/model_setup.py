@@ -57,7 +57,7 @@ def load_model(config: TrainConfig, device: torch.device, dtype: torch.dtype) ->
     lm_config = dict(models.lm_config or default_lm_kwargs())
     lm_config.pop(FACE_SECTION, None)
     if isinstance(models.lm, FaceLMModel):
-        if config.face and config.stage == 1:
+        if config.face and (config.stage == 1 or config.model == "tiny"):  # tiny's face is untrained anyway
             wanted = FaceConfig.from_dict({**models.lm.face_config.to_dict(), **config.face})
             if wanted != models.lm.face_config:
                 models.lm.face_config = wanted
