@@ -17,6 +17,7 @@ from moshiface_ros.training.corpus_faces import ConversationFaces, SocialConfig,
 from moshiface_ros.training.corpus_script import plan_conversation, render_tracks
 from moshiface_ros.training.corpus_speech import VOICES, Speaker
 from moshiface_ros.training.data import audio_24k, find_dialogues, load_motion
+from moshiface_ros.training.expression_probe import ExpressionProbe, reply_strength
 from moshiface_ros.training.sync import av_sync, energy_envelope
 
 pytestmark = pytest.mark.skipif(shutil.which("espeak-ng") is None,
@@ -115,6 +116,32 @@ def test_the_listener_smiles_back_and_nods_while_the_other_talks():
     assert np.mean(listening) > np.mean(alone) + 0.002, (listening, alone)
 
 
+def test_the_expression_probe_reads_the_smile_through_jaw_lips_and_pose(corpus, tmp_path):
+    """The demixed smile follows the smile the corpus put on the face, although the jaw, the
+    lips and the head's pose move the same vertices far more; and the smile-back measure
+    tells a conversation's two faces from two unrelated ones."""
+    probe = ExpressionProbe.for_corpus(corpus)
+    assert probe.vertices == VERTICES
+    speakers = (Speaker(VOICES[0]), Speaker(VOICES[1]))
+    faces = ConversationFaces(VERTICES, seed=3)
+    smiles, paired, unrelated = [], [], []
+    for k in range(3):
+        tracks, phonemes = render_tracks(plan_conversation(speakers, 30.0, np.random.default_rng(k)), 30.0)
+        params, motion = faces.params(tracks, phonemes, k), faces.motion(tracks, phonemes, k)
+        for s in range(2):
+            truth, read = params[s].coefficient("smile"), probe.smile(motion[s])
+            assert np.corrcoef(truth, read)[0, 1] > 0.95
+            smiles.append(read)
+        paired.append(reply_strength(smiles[-2], smiles[-1]))
+    for k in range(3):
+        unrelated.append(reply_strength(smiles[2 * k], smiles[(2 * k + 3) % 6]))
+    assert np.mean(paired) > np.mean(unrelated) + 0.2, (paired, unrelated)
+    with pytest.raises(MoshifaceError, match="not a corpus written by"):
+        ExpressionProbe.for_corpus(tmp_path)
+    with pytest.raises(MoshifaceError, match="motion must be"):
+        probe.smile(np.zeros((4, VERTICES + 1, 3)))
+
+
 def test_same_seed_same_corpus_and_a_run_resumes(tmp_path):
     runs = []
     for name in ("a", "b"):
@@ -136,6 +163,8 @@ def test_bad_settings_and_a_missing_espeak_say_so_in_one_line(tmp_path, monkeypa
     assert "--test-count" in capsys.readouterr().err
     assert main(["quickstart", "--out", str(tmp_path / "q"), "--dialogues", "2"]) == 1
     assert "--dialogues must be at least 4" in capsys.readouterr().err and not (tmp_path / "q").exists()
+    assert main(["quickstart", "--out", str(tmp_path / "q"), "--face-delay", "0"]) == 1
+    assert "--face-delay must be 1 (the paper's) or more" in capsys.readouterr().err and not (tmp_path / "q").exists()
     monkeypatch.setenv("PATH", str(tmp_path))
     with pytest.raises(MoshifaceError, match="espeak-ng, which is not installed"):
         write_corpus(SynthConfig(out=tmp_path / "y", dialogues=2, seconds=4, vertices=32, test_count=1))

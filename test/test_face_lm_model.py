@@ -65,16 +65,17 @@ def stream(model, user_audio, user_face, **gen_kwargs):
     return outputs, torch.stack(text_logits), torch.stack(face_logits), audio
 
 
-def sequence_from(outputs, user_audio, user_face):
+def sequence_from(outputs, user_audio, user_face, face_lag=0):
     """The token sequence a streamed conversation amounts to, in training layout: the
-    output of step s and the user's input at step s are frame s - 1."""
-    frames = len(outputs) - 1
+    output of step s and the user's input at step s are frame s - 1, except the robot's
+    face, which is frame s - 1 - ``face_lag``."""
+    frames = len(outputs) - 1 - face_lag
     codes = torch.zeros(1, 17, frames, dtype=torch.long)
     face = torch.zeros(1, 16, frames, dtype=torch.long)
     for t in range(frames):
         out = outputs[t + 1][0, :, 0]
         codes[0, :9, t], codes[0, 9:, t] = out[:9], user_audio[t + 1]
-        face[0, :8, t], face[0, 8:, t] = out[9:], user_face[t + 1]
+        face[0, :8, t], face[0, 8:, t] = outputs[t + 1 + face_lag][0, 9:, 0], user_face[t + 1]
     return codes, face
 
 
@@ -208,6 +209,53 @@ def test_audio_lookup_streams_like_it_trains_and_reads_the_steps_own_audio():
         other = model(changed, face_codes).face_logits[0]
     assert torch.equal(other[:, :2], out.face_logits[0, :, :2])  # earlier frames cannot see it
     assert not torch.allclose(other[:, 2], out.face_logits[0, :, 2])  # frame 2's face reads it
+
+
+def test_face_delay_two_streams_like_it_trains_and_reads_the_next_frames_audio():
+    """``delay=2``: the face of frame t is sampled with the audio of frame t + 1 (one frame
+    after that audio is returned); streaming and training agree, and frame t's face reads
+    frame t + 1's acoustic audio but not frame t + 2's."""
+    torch.manual_seed(3)
+    face = FaceConfig(dim=32, num_heads=2, num_layers=1, dim_feedforward=64, audio_lookup=True,
+                      input_init="normal", delay=2)
+    model = build_face_lm(tiny_lm_kwargs(), face)
+    assert FaceLMGen(model).face_lag == 1
+    user_audio, user_face = user_streams(5, steps=7)
+    outputs, _, face_logits, _ = stream(model, user_audio, user_face)
+    codes, face_codes = sequence_from(outputs, user_audio, user_face, face_lag=1)
+    assert codes.shape[2] == 5
+    with torch.no_grad():
+        out = model(codes, face_codes)
+        # the last two frames' faces lie beyond the training window (NaN there)
+        torch.testing.assert_close(face_logits[2:5], out.face_logits[0, :, :3].permute(1, 0, 2), atol=1e-4, rtol=1e-4)
+        faces = []
+        for frame in (3, 4):
+            changed = codes.clone()
+            changed[0, 2, frame] = (changed[0, 2, frame] + 1) % 1024  # an acoustic token
+            faces.append(model(changed, face_codes).face_logits[0])
+    assert torch.equal(faces[0][:, :2], out.face_logits[0, :, :2])  # frames 0 and 1 cannot see frame 3
+    assert not torch.allclose(faces[0][:, 2], out.face_logits[0, :, 2])  # frame 2's face reads frame 3
+    assert torch.equal(faces[1][:, :3], out.face_logits[0, :, :3])  # ... and nothing later
+
+
+def test_a_live_session_refuses_a_face_trained_behind_its_audio():
+    """A delay-2 face trails its audio by a step: a live session would show it with the
+    wrong audio, so building its generator is one clear error."""
+    from types import SimpleNamespace
+
+    from moshiface_ros.errors import MoshifaceError
+    from moshiface_ros.speech.engine import Sampling, build_generator
+
+    model = build_face_lm(tiny_lm_kwargs(), FaceConfig(dim=32, num_heads=2, num_layers=1, dim_feedforward=64,
+                                                       delay=2))
+    with pytest.raises(MoshifaceError, match="1 step\\(s\\) behind its audio"):
+        build_generator(SimpleNamespace(lm=model), Sampling())
+
+
+def test_face_delay_below_the_audios_is_refused():
+    with pytest.raises(ValueError, match="face delay 0 must be at least"):
+        FaceLMGen(build_face_lm(tiny_lm_kwargs(), FaceConfig(dim=32, num_heads=2, num_layers=1,
+                                                             dim_feedforward=64, delay=0)))
 
 
 # -- checkpoints and the engine ----------------------------------------------------------

@@ -187,6 +187,16 @@ def test_bad_training_inputs(data, tmp_path):
         run_training(small(1, tmp_path / "nothing", tmp_path / "o"))
 
 
+def test_a_face_delay_below_the_audios_is_one_clear_line(tmp_path, capsys):
+    from moshiface_ros.cli import main
+
+    assert main(["train", "--stage", "1", "--data", str(tmp_path), "--out", str(tmp_path / "o"),
+                 "--face-delay", "0"]) != 0
+    err = capsys.readouterr().err
+    assert "--face-delay must be 1 (the paper's) or more, got 0" in err and "Traceback" not in err
+    assert not (tmp_path / "o").exists()
+
+
 def test_two_process_fsdp_stage2_step_on_cpu(data, tmp_path):
     """torchrun + FSDP2 (fully_shard) over gloo: two processes, one tiny stage-2 step."""
     script = tmp_path / "fsdp_step.py"

@@ -52,13 +52,18 @@ def learn_and_score(root: Path, seed: int, steps: int = 120) -> dict:
                              batch_size=4, micro_batch=4, seq_len=50, lr_face=1e-3, device="cpu", seed=seed,
                              progress=False, eval_every=steps, save_every=steps, face={"audio_lookup": True}))
     results = run_eval(EvalConfig(data=root / "data", model=str(root / "stage1" / "final"), codec=root / "codec",
-                                  out=root / "eval", regions=corpus / "regions.yaml", modes=("teacher-forced",),
-                                  device="cpu", seed=seed, progress=False))
-    return results["teacher_forced"]["sync"]
+                                  out=root / "eval", regions=corpus / "regions.yaml", corpus=corpus,
+                                  modes=("teacher-forced",), device="cpu", seed=seed, progress=False))
+    return results["teacher_forced"]
 
 
 def test_a_short_training_makes_the_lips_follow_the_voice(tmp_path):
-    sync = learn_and_score(tmp_path, seed=0)
+    teacher_forced = learn_and_score(tmp_path, seed=0)
+    sync = teacher_forced["sync"]
     generated, mismatched = sync["generated"]["corr_zero"], sync["mismatched"]["corr_zero"]
     assert sync["reconstructed"]["corr_zero"] > 0.5  # the codec's tokens carry the lips
     assert generated - mismatched > MARGIN, sync
+    # the user-face effect is measured (stage 1 alone does not learn it: the user's face
+    # enters through the frozen backbone); the ground truth's smile-back is there to find
+    effect = teacher_forced["user_face_effect"]
+    assert set(effect) == {"seen", "blanked", "ground_truth"} and effect["ground_truth"] > 0.1, effect

@@ -56,6 +56,9 @@ def _register_train(commands: argparse._SubParsersAction) -> None:
     p.add_argument("--face-audio-lookup", action="store_true",
                    help="the Face Transformer also reads the step's audio tokens through its own embeddings (a "
                         "small or random backbone needs it to learn lip sync; off: the paper's e_all)")
+    p.add_argument("--face-delay", type=int, default=None,
+                   help="steps the face streams lag the text (default 1, the paper's, as Moshi's acoustic audio; "
+                        "2: frame t's face also reads frame t + 1's audio, and comes one frame after its audio)")
     p.add_argument("--activation-checkpointing", action="store_true",
                    help="recompute activations in the backward pass (less memory, more time)")
     p.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
@@ -153,6 +156,9 @@ def _register_eval(commands: argparse._SubParsersAction) -> None:
     p.add_argument("--codec", type=Path, required=True, help="face codec checkpoint directory")
     p.add_argument("--out", type=Path, required=True, help="output directory (results.json, eval.png)")
     p.add_argument("--regions", type=Path, default=None, help="vertex regions YAML with 'lips'")
+    p.add_argument("--corpus", type=Path, default=None,
+                   help="the `data synth` corpus the data came from: also report the user-face effect "
+                        "(does the robot smile back, user's face seen vs blanked)")
     p.add_argument("--mode", default="teacher-forced,free-run", help="teacher-forced, free-run, or both (comma)")
     p.add_argument("--max-dialogues", type=int, default=None, help="test dialogues to use (default: all)")
     p.add_argument("--max-steps", type=int, default=None, help="steps per test conversation (default: all)")
@@ -178,6 +184,8 @@ def _register_quickstart(commands: argparse._SubParsersAction) -> None:
     p.add_argument("--paper-conditioning", action="store_true",
                    help="the paper's e_all alone: no audio lookup in the Face Transformer (does not learn lip sync "
                         "on the tiny random backbone; see docs/moshi-face.md)")
+    p.add_argument("--face-delay", type=int, default=1,
+                   help="1: the paper's; 2: frame t's face also reads frame t + 1's audio (default: %(default)s)")
     p.add_argument("--seed", type=int, default=0, help="random seed")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
     p.set_defaults(handler=cmd_quickstart)
@@ -191,10 +199,12 @@ def cmd_quickstart(args: argparse.Namespace) -> int:
     torch.set_num_threads(1)
     if args.dialogues < 4:
         raise MoshifaceError("--dialogues must be at least 4")
+    if args.face_delay < 1:
+        raise MoshifaceError(f"--face-delay must be 1 (the paper's) or more, got {args.face_delay}")
     config = QuickstartConfig(out=args.out, dialogues=args.dialogues, seconds=args.seconds,
                               test_count=max(1, args.dialogues // 5), stage1_steps=args.stage1_steps,
                               stage2_steps=args.stage2_steps, paper_conditioning=args.paper_conditioning,
-                              seed=args.seed, progress=not args.quiet)
+                              face_delay=args.face_delay, seed=args.seed, progress=not args.quiet)
     summary = run_quickstart(config)
     for stage, results in summary["results"].items():
         print(f"{stage}:")
@@ -218,6 +228,10 @@ def cmd_train(args: argparse.Namespace) -> int:
     face = {"use_prev_tokens": False} if args.no_prev_face_tokens else {}
     if args.face_audio_lookup:
         face["audio_lookup"] = True
+    if args.face_delay is not None:
+        if args.face_delay < 1:  # the face must come after its frame's acoustic audio (delay 1)
+            raise MoshifaceError(f"--face-delay must be 1 (the paper's) or more, got {args.face_delay}")
+        face["delay"] = args.face_delay
     config = TrainConfig(
         stage=args.stage, data=args.data, out=args.out, model=args.model, steps=args.steps,
         batch_size=args.batch_size, micro_batch=args.micro_batch, seq_len=args.seq_len,
@@ -275,7 +289,8 @@ def cmd_eval(args: argparse.Namespace) -> int:
     _threads(args.device)
     modes = tuple(m.strip() for m in args.mode.split(",") if m.strip())
     results = run_eval(EvalConfig(
-        data=args.data, model=args.model, codec=args.codec, out=args.out, regions=args.regions, modes=modes,
+        data=args.data, model=args.model, codec=args.codec, out=args.out, regions=args.regions, corpus=args.corpus,
+        modes=modes,
         max_dialogues=args.max_dialogues, max_steps=args.max_steps, free_runs=args.free_runs,
         free_run_steps=args.free_run_steps, device=args.device, seed=args.seed, progress=not args.quiet))
     tf, fr = results.get("teacher_forced"), results.get("free_run")

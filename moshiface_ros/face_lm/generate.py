@@ -63,9 +63,9 @@ class FaceLMGen(SlotSampledLMGen):
         if self.cfg_coef != 1.0:
             raise ValueError("classifier-free guidance is not supported with the face streams")
         face = lm_model.face_config
-        if face.delay != self.max_delay:
-            # the face sampled at a step then belongs to the same frame as the audio returned
-            raise ValueError(f"face delay {face.delay} must equal the audio's largest delay {self.max_delay}")
+        if face.delay < self.max_delay:
+            # a face sampled before its frame's audio is complete could not read that audio
+            raise ValueError(f"face delay {face.delay} must be at least the audio's largest delay {self.max_delay}")
         self.face_temp = face_temp
         self.face_top_k = face_top_k
         self.teacher_forcing = teacher_forcing
@@ -163,6 +163,12 @@ class FaceLMGen(SlotSampledLMGen):
 
     # -- one step ------------------------------------------------------------------------------
 
+    @property
+    def face_lag(self) -> int:
+        """Frames by which a step's face trails the audio returned with it: 0 at the paper's
+        face delay (equal to the audio's), 1 when the face of frame t waits for the audio of t + 1."""
+        return self.lm_model.face_config.delay - self.max_delay
+
     @torch.no_grad()
     def step(self, input_tokens: torch.Tensor, user_face_tokens: torch.Tensor | None = None,
              forced_tokens: torch.Tensor | None = None) -> torch.Tensor | None:  # type: ignore[override]
@@ -174,7 +180,8 @@ class FaceLMGen(SlotSampledLMGen):
         audio tokens as the model would have produced them (delayed as Moshi delays them).
 
         Returns None while the delays fill (the first step), then [B, 1 + dep_q + N, 1]:
-        the text token, the robot's audio tokens and the robot's face tokens of one frame.
+        the text token, the robot's audio tokens of one frame and the robot's face tokens of
+        the frame ``face_lag`` before it (the same frame at the paper's delays).
         """
         state = self.streaming_state
         if state is None:

@@ -28,6 +28,7 @@ import numpy as np
 import torch
 
 from ..constants import DEFAULT_SEED, FRAME_SIZE, SAMPLE_RATE  # noqa: F401 (SAMPLE_RATE: for importers)
+from ..errors import MoshifaceError
 from ..face_lm.generate import FaceLMGen
 from ..face_lm.model import FaceLMModel
 from ..face_lm.slot_sampling import SlotSampledLMGen
@@ -105,8 +106,13 @@ def build_generator(models: SpeechModels, sampling: Sampling, out_of_sync: bool 
     kwargs = dict(temp=sampling.temperature, temp_text=sampling.text_temperature,
                   top_k=sampling.top_k, top_k_text=sampling.text_top_k, support_out_of_sync=out_of_sync)
     if isinstance(models.lm, FaceLMModel):
-        return FaceLMGen(models.lm, face_temp=sampling.face_temperature, face_top_k=sampling.face_top_k,
-                         slot_seeds=slot_seeds, **kwargs)
+        gen = FaceLMGen(models.lm, face_temp=sampling.face_temperature, face_top_k=sampling.face_top_k,
+                        slot_seeds=slot_seeds, **kwargs)
+        if gen.face_lag:  # its face would be presented with the wrong step's audio
+            raise MoshifaceError(f"this model's face is trained {gen.face_lag} step(s) behind its audio "
+                                 f"(face delay {models.lm.face_config.delay}); live sessions present the face "
+                                 "with the audio of its own step, so only the paper's face delay is supported here")
+        return gen
     if slot_seeds is not None:
         return SlotSampledLMGen(models.lm, slot_seeds=slot_seeds, **kwargs)
     return LMGen(models.lm, **kwargs)

@@ -22,6 +22,7 @@ from ..flame.voice_motion import MotionParams, VoiceMotion, motion_vertices
 from ..flame.voice_visemes import Phoneme
 
 IDENTITY_COMPONENTS = 20  # identity coefficients drawn per speaker of a conversation
+CHEEK_PER_SMILE = 0.5  # a smile raises the cheeks by half as much (a Duchenne smile)
 
 
 @dataclass
@@ -82,7 +83,8 @@ class ConversationFaces:
         for s, params in enumerate(out):
             column = params.expression[:, EXPRESSION["smile"]]
             params.expression[:, EXPRESSION["smile"]] = np.maximum(column, smiles[s])
-            params.expression[:, EXPRESSION["cheek_raise"]] = 0.5 * params.expression[:, EXPRESSION["smile"]]
+            smile = params.expression[:, EXPRESSION["smile"]]
+            params.expression[:, EXPRESSION["cheek_raise"]] = CHEEK_PER_SMILE * smile
         return out
 
     def identity(self, seed: int, speaker: int) -> np.ndarray:

@@ -15,6 +15,8 @@ from .sync import MAX_LAG_FRAMES, recovered, zscore
 ROWS = (("generated", "Moshi-Face (this model)"), ("reconstructed", "reconstructed face: ground-truth tokens decoded"),
         ("random", "random face: uniform random tokens"), ("mismatched", "mismatched pair: another conversation's face"))
 SCORE = "corr_zero"  # the headline sync score (see sync.py)
+EFFECT_LABEL = ("smile back: the robot's smile following the user's within 1 s (best correlation), "
+                "user's face seen / blanked / ground truth")
 
 
 def mean(values: list[float]) -> float | None:
@@ -48,6 +50,9 @@ def table_rows(results: dict[str, Any]) -> list[dict[str, Any]]:
                 for metric in ("mve_x1e-3", "lve_x1e-3", "lve_max_l2_mm"):
                     row[metric] = protocol.get(metric)
             rows.append(row)
+    effect = (results.get("teacher_forced") or {}).get("user_face_effect")
+    if effect:
+        rows.append({"mode": "teacher-forced", "condition": "user-face effect", "label": EFFECT_LABEL, **effect})
     return rows
 
 
@@ -60,6 +65,10 @@ def format_table(results: dict[str, Any]) -> str:
     its peak over +-400 ms and that lag) per condition, the share recovered, MVE and LVE."""
     lines = [f"{'mode':<15}{'condition':<15}{'sync':>8}{'peak':>8}{'lag ms':>8}"]
     for row in table_rows(results):
+        if row["condition"] == "user-face effect":
+            lines.append(f"{row['mode']:<15}{'smile back':<15}{_number(row['seen']):>8}{_number(row['blanked']):>8}"
+                         f"{_number(row['ground_truth']):>8}   user's face seen / blanked / ground truth")
+            continue
         lines.append(f"{row['mode']:<15}{row['condition']:<15}{_number(row['sync_corr']):>8}"
                      f"{_number(row['sync_corr_peak']):>8}{_number(row['lag_ms'], 0):>8}")
         if row["condition"] == "mismatched":

@@ -24,6 +24,7 @@ class EvalConfig:
     codec: Path
     out: Path
     regions: Path | None = None
+    corpus: Path | None = None  # a `data synth` corpus: also measure the user-face effect on its head
     modes: tuple[str, ...] = ("teacher-forced", "free-run")
     max_dialogues: int | None = None
     max_steps: int | None = None

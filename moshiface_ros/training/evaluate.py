@@ -34,7 +34,7 @@ from moshi.models.compression import MimiModel
 from ..errors import MoshifaceError
 from ..face_codec.model import FaceCodec
 from ..face_lm.generate import FaceLMGen
-from ..face_lm.model import FaceLMModel
+from ..face_lm.model import ABSENT_FACE_TOKEN, FaceLMModel
 from ..face_lm.step import StepTokens
 from ..fileio import atomic_write_text
 from ..moshi_compat import delay_sequence, initial_tokens
@@ -42,6 +42,7 @@ from ..speech.engine import Sampling
 from .dataset import Dialogue, load_split
 from .eval_report import add_recovered, format_table, mean, plot_eval, sync_summary, table_rows
 from .eval_setup import EvalConfig, Subject, decode_audio, decode_face, load_subject
+from .expression_probe import ExpressionProbe, reply_strength
 from .sync import energy_envelope, envelope_sync
 
 __all__ = ["EvalConfig", "run_eval", "evaluate_teacher_forced", "teacher_forced_faces"]
@@ -58,15 +59,16 @@ def teacher_forced_faces(lm: FaceLMModel, codes: np.ndarray, face: np.ndarray, s
 
     ``codes`` [1 + 2Q, T] (text, robot audio, user audio), ``face`` [2N, T] (robot, user).
     Step s takes the user's frame s - 1 and the text/audio the model emits at step s (the
-    delayed streams), and returns the face of frame s - 1. The face is sampled with
+    delayed streams), and returns the face of frame s - ``face.delay``. The face is sampled with
     ``sampling``'s face temperature and top-k (``Sampling``'s defaults when None).
     """
     sampling = sampling or Sampling()
     n = lm.face_config.n_tokens
     q = lm.dep_q
-    steps = codes.shape[1]
-    extra = np.concatenate([codes, codes[:, -1:]], axis=1)  # one more frame: the last step's text/audio
-    extra[0, -1] = lm.text_padding_token_id
+    steps, delay = codes.shape[1], lm.face_config.delay
+    # ``delay`` more frames: the steps that emit the last frames' faces
+    extra = np.concatenate([codes] + [codes[:, -1:]] * delay, axis=1)
+    extra[0, steps:] = lm.text_padding_token_id
     forced = torch.from_numpy(extra[:1 + q]).long().to(device)[None]
     initial = initial_tokens(lm)[:, :1 + q]
     delayed = delay_sequence(lm.delays[:1 + q], forced, initial)
@@ -76,13 +78,13 @@ def teacher_forced_faces(lm: FaceLMModel, codes: np.ndarray, face: np.ndarray, s
     torch.manual_seed(seed)
     generated = np.zeros((n, steps), dtype=np.int64)
     with gen.streaming(1):
-        for s in range(steps + 1):
-            frame = max(s - 1, 0)
+        for s in range(steps + delay):
+            frame = min(max(s - 1, 0), steps - 1)
             uface = user_face[:, frame].view(1, n, 1)
             out = gen.step(user_audio[:, frame].view(1, -1, 1), None if bool((uface < 0).any()) else uface,
                            delayed[:, :, s:s + 1])
-            if out is not None:
-                generated[:, s - 1] = StepTokens.unpack(out, q).face[0, :, 0].cpu().numpy()
+            if s >= delay:
+                generated[:, s - delay] = StepTokens.unpack(out, q).face[0, :, 0].cpu().numpy()
     return generated
 
 
@@ -95,6 +97,7 @@ class TeacherForcedResult:
     lve_l2: float
     speech: str  # what the sync was scored against
     sync: dict[str, dict[str, float]]
+    user_face: dict[str, float] | None = None  # the smile-back strength (``user_face_effect``)
     curves: dict[str, np.ndarray] = field(repr=False, default_factory=dict)
 
 
@@ -123,11 +126,30 @@ def mismatched_tokens(other: Dialogue | None, seat: int, truth: np.ndarray) -> n
     return tiled
 
 
+def user_face_effect(lm: FaceLMModel, codec: FaceCodec, probe: ExpressionProbe, codes: np.ndarray, face: np.ndarray,
+                     faces: dict[str, np.ndarray], seed: int, device: torch.device) -> dict[str, float] | None:
+    """How strongly the robot's smile follows the user's (``expression_probe.reply_strength``):
+    the generated face with the user's face seen (``faces["generated"]``), generated again
+    with it blanked, and the ground truth; None when the user's face is missing."""
+    n = lm.face_config.n_tokens
+    user = face[n:]
+    if not (user >= 0).all():
+        return None
+    blanked = face.copy()
+    blanked[n:] = ABSENT_FACE_TOKEN
+    user_smile = probe.smile(decode_face(codec, user))
+    unseen = decode_face(codec, teacher_forced_faces(lm, codes, blanked, seed, device))
+    robot = {"seen": faces["generated"], "blanked": unseen, "ground_truth": faces["reconstructed"]}
+    return {key: reply_strength(user_smile, probe.smile(motion)) for key, motion in robot.items()}
+
+
 def evaluate_teacher_forced(lm: FaceLMModel, mimi: MimiModel, codec: FaceCodec, dialogue: Dialogue, robot: int,
                             lips: np.ndarray, device: torch.device, seed: int, max_steps: int | None = None,
-                            other: Dialogue | None = None) -> TeacherForcedResult | None:
+                            other: Dialogue | None = None,
+                            probe: ExpressionProbe | None = None) -> TeacherForcedResult | None:
     """One conversation with speaker ``robot`` in the robot's seat; None when that
-    speaker's face is missing (nothing to compare with). ``other`` gives the mismatched face."""
+    speaker's face is missing (nothing to compare with). ``other`` gives the mismatched face;
+    with ``probe``, the user-face effect is measured too."""
     from ..face_codec.metrics import lve, lve_max_l2, mve
 
     codes, face = dialogue.streams(robot)
@@ -151,9 +173,10 @@ def evaluate_teacher_forced(lm: FaceLMModel, mimi: MimiModel, codec: FaceCodec, 
     sync, curves = {}, {}
     for key, motion in faces.items():
         sync[key], curves[key] = envelope_sync(envelope[frames], motion[frames], lips)
+    effect = user_face_effect(lm, codec, probe, codes, face, faces, seed, device) if probe is not None else None
     return TeacherForcedResult(dialogue.name, robot, float(mve(pred, target)) * 1e3,
                                float(lve(pred, target, lips)) * 1e3, float(lve_max_l2(pred, target, lips)) * 1e3,
-                               source, sync, curves)
+                               source, sync, effect, curves)
 
 
 def _teacher_forced(config: EvalConfig, subject: Subject, curves: dict[str, list[np.ndarray]]) -> dict[str, Any]:
@@ -164,10 +187,11 @@ def _teacher_forced(config: EvalConfig, subject: Subject, curves: dict[str, list
     # the mismatched faces: the next test conversation's, or with one test conversation a training one's
     others = dialogues[1:] + dialogues[:1] if len(dialogues) > 1 else load_split(config.data, "train")[:1]
     jobs = [(i, r) for i in range(len(dialogues)) for r in (0, 1)]
+    probe = ExpressionProbe.for_corpus(config.corpus) if config.corpus is not None else None
     for n, (i, robot) in enumerate(tqdm(jobs, disable=not config.progress, desc="teacher-forced")):
         other = others[i % len(others)] if others else None
         result = evaluate_teacher_forced(subject.lm, subject.mimi, subject.codec, dialogues[i], robot, subject.lips,
-                                         subject.device, config.seed + n, config.max_steps, other)
+                                         subject.device, config.seed + n, config.max_steps, other, probe)
         if result is None:
             continue
         per.append(result)
@@ -175,7 +199,10 @@ def _teacher_forced(config: EvalConfig, subject: Subject, curves: dict[str, list
             curves.setdefault(f"teacher-forced {key}", []).append(curve)
     if not per:
         raise MoshifaceError(f"no test dialogue of {config.data} has face tokens to compare with")
+    effects = [r.user_face for r in per if r.user_face is not None]
     return {
+        "user_face_effect": {key: mean([e[key] for e in effects]) for key in ("seen", "blanked", "ground_truth")}
+        if effects else None,
         "conversations": len(per),
         "speech": sorted({r.speech for r in per}),
         "mve_x1e-3": mean([r.mve for r in per]),

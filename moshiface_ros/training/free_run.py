@@ -35,8 +35,9 @@ CONDITIONS = ("generated", "reconstructed", "random", "mismatched")
 @torch.no_grad()
 def free_run(lm: FaceLMModel, mimi: MimiModel, steps: int, seed: int, device: torch.device,
              sampling: Sampling | None = None) -> tuple[np.ndarray, np.ndarray]:
-    """Two conversations feeding each other: returns audio tokens [2, Q, steps - 1] and face
-    tokens [2, N, steps - 1] of both sides (the first step produces nothing)."""
+    """Two conversations feeding each other: returns audio tokens [2, Q, F] and face tokens
+    [2, N, F] of both sides, frame by frame (F = steps - 1 - the face lag: the first step
+    produces nothing, and a face delayed past the audio's comes ``face_lag`` steps later)."""
     sampling = sampling or Sampling()
     gen = FaceLMGen(lm, temp=sampling.temperature, temp_text=sampling.text_temperature, top_k=sampling.top_k,
                     top_k_text=sampling.text_top_k, face_temp=sampling.face_temperature,
@@ -58,7 +59,9 @@ def free_run(lm: FaceLMModel, mimi: MimiModel, steps: int, seed: int, device: to
             face.append(tokens.face[:, :, 0].cpu().numpy())
             heard_audio = tokens.audio.flip(0).clone()  # each side hears the other
             heard_face = tokens.face.flip(0).clone()
-    return np.stack(audio, axis=-1), np.stack(face, axis=-1)
+    lag = gen.face_lag
+    audio_frames, face_frames = np.stack(audio, axis=-1), np.stack(face, axis=-1)
+    return audio_frames[..., :audio_frames.shape[-1] - lag], face_frames[..., lag:]
 
 
 def step_energy(dialogue: Dialogue, seat: int, downsample: int) -> np.ndarray:

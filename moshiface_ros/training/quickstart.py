@@ -38,6 +38,7 @@ class QuickstartConfig:
     batch_size: int = 8
     seq_len: int = 100
     paper_conditioning: bool = False  # True: the paper's e_all alone (no audio lookup)
+    face_delay: int = 1  # the paper's; 2: frame t's face also reads frame t + 1's audio (FaceConfig.delay)
     seed: int = 0
     progress: bool = True
     timings: dict[str, float] = field(default_factory=dict)
@@ -85,6 +86,8 @@ def _stage(config: QuickstartConfig, stage: int) -> None:
     from .train import run_training
 
     face = {} if config.paper_conditioning else {"audio_lookup": True}
+    if config.face_delay != 1:
+        face["delay"] = config.face_delay
     model = "tiny" if stage == 1 else str(config.out / "stage1" / "final")
     steps = config.stage1_steps if stage == 1 else config.stage2_steps
     lrs = {} if stage == 1 else {"lr_temporal": 1e-4, "lr_depth": 1e-4, "lr_face": 2e-4}
@@ -99,7 +102,8 @@ def _eval(config: QuickstartConfig, stage: str) -> dict[str, Any]:
 
     return run_eval(EvalConfig(data=config.out / "data", model=str(config.out / stage / "final"),
                                codec=config.out / "codec", out=config.out / f"eval-{stage}",
-                               regions=config.out / "corpus" / "regions.yaml", device="cpu", seed=config.seed,
+                               regions=config.out / "corpus" / "regions.yaml", corpus=config.out / "corpus",
+                               device="cpu", seed=config.seed,
                                progress=config.progress))
 
 
