@@ -50,13 +50,13 @@ class _Relayout:
         return self._value
 
 
-class DownStep(OwnStateModule):
-    """A causal strided ``nn.Conv1d`` (kernel K, stride r, no dilation) over (B, T, C) frames."""
+class _StridedStep(OwnStateModule):
+    """What both step products share: the wrapped convolution, its kernel and stride, the
+    weight's re-layout and a memory of K - r frames of ``weight.shape[1]`` channels (the
+    input's for a convolution, the output's for a transposed one)."""
 
-    def __init__(self, conv: nn.Conv1d) -> None:
+    def __init__(self, conv: nn.Conv1d | nn.ConvTranspose1d) -> None:
         super().__init__()
-        if conv.dilation[0] != 1 or conv.groups != 1 or conv.padding[0] != 0 or conv.kernel_size[0] <= conv.stride[0]:
-            raise ValueError("the step product needs a plain strided convolution with a memory (K > r)")
         self._conv = (conv,)  # a tuple: not a child module, so no duplicate weights
         self.kernel, self.stride = conv.kernel_size[0], conv.stride[0]
         self._weight = _Relayout()
@@ -66,6 +66,15 @@ class DownStep(OwnStateModule):
         frames = torch.zeros(batch_size, self.kernel - self.stride, weight.shape[1], dtype=weight.dtype,
                              device=weight.device)
         return _Memory(batch_size, weight.device, frames)
+
+
+class DownStep(_StridedStep):
+    """A causal strided ``nn.Conv1d`` (kernel K, stride r, no dilation) over (B, T, C) frames."""
+
+    def __init__(self, conv: nn.Conv1d) -> None:
+        if conv.dilation[0] != 1 or conv.groups != 1 or conv.padding[0] != 0 or conv.kernel_size[0] <= conv.stride[0]:
+            raise ValueError("the step product needs a plain strided convolution with a memory (K > r)")
+        super().__init__(conv)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """(B, T, C_in) frames, T a multiple of r -> (B, T / r, C_out)."""
@@ -81,23 +90,14 @@ class DownStep(OwnStateModule):
         return torch.stack(outputs, 1)
 
 
-class UpStep(OwnStateModule):
+class UpStep(_StridedStep):
     """A causal strided ``nn.ConvTranspose1d`` (kernel K, stride r) over (B, S, C) steps."""
 
     def __init__(self, conv: nn.ConvTranspose1d) -> None:
-        super().__init__()
         plain = conv.dilation[0] == 1 and conv.groups == 1 and conv.padding[0] == 0 and conv.output_padding[0] == 0
         if not plain or conv.kernel_size[0] <= conv.stride[0]:
             raise ValueError("the step product needs a plain strided transposed convolution with K > r")
-        self._conv = (conv,)
-        self.kernel, self.stride = conv.kernel_size[0], conv.stride[0]
-        self._weight = _Relayout()
-
-    def new_state(self, batch_size: int) -> _Memory:
-        weight = self._conv[0].weight
-        frames = torch.zeros(batch_size, self.kernel - self.stride, weight.shape[1], dtype=weight.dtype,
-                             device=weight.device)
-        return _Memory(batch_size, weight.device, frames)
+        super().__init__(conv)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """(B, S, C_in) steps -> (B, S * r, C_out) frames."""
