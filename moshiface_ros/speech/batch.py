@@ -27,7 +27,8 @@ import torch
 from ..constants import DEFAULT_SEED, FRAME_SIZE
 from ..face_lm.model import ABSENT_FACE_TOKEN, FaceLMModel
 from ..face_lm.step import StepTokens
-from .engine import Sampling, StepOutput, build_generator, check_user_face, step_contexts, token_piece
+from .engine import (Sampling, StepOutput, StreamingEngine, build_generator, check_user_face, step_contexts,
+                     token_piece)
 from .models import SpeechModels
 
 __all__ = ["BatchedEngine"]
@@ -44,7 +45,7 @@ def _slot_seeds(slots: int, seed: int | None, given: Sequence[int] | None) -> li
     return [seed + slot for slot in range(slots)]
 
 
-class BatchedEngine:
+class BatchedEngine(StreamingEngine):
     """Drives Mimi and Moshi(-Face) over ``slots`` conversations at once.
 
     ``step({slot: pcm}, {slot: user_face_tokens})`` advances the slots given and masks the
@@ -75,20 +76,6 @@ class BatchedEngine:
         self.steps = [0] * slots  # each slot's own clock
         if seed is not None:
             torch.manual_seed(seed)
-
-    def close(self) -> None:
-        """Ends streaming, so that the same models can serve another engine."""
-        self._streaming.close()
-
-    def __enter__(self) -> "BatchedEngine":
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
-
-    @property
-    def has_face(self) -> bool:
-        return self._face_tokens > 0
 
     def _slot_mask(self, slots: object) -> torch.Tensor:
         mask = torch.zeros(self.slots, dtype=torch.bool)

@@ -118,7 +118,30 @@ def build_generator(models: SpeechModels, sampling: Sampling, out_of_sync: bool 
     return LMGen(models.lm, **kwargs)
 
 
-class SpeechEngine:
+class StreamingEngine:
+    """What both engines share: the models' streaming contexts, held in ``_streaming`` until
+    ``close()``, and the face path's size (``_face_tokens``, 0 for an audio-only model)."""
+
+    _streaming: contextlib.ExitStack
+    _face_tokens: int
+
+    def close(self) -> None:
+        """Ends streaming, so that the same models can serve a new engine."""
+        self._streaming.close()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    @property
+    def has_face(self) -> bool:
+        """Whether the model takes the user's face tokens and returns the robot's."""
+        return self._face_tokens > 0
+
+
+class SpeechEngine(StreamingEngine):
     """Drives Mimi and ``LMGen`` one step at a time with explicit streaming state.
 
     ``seed`` seeds torch's global generator at construction and at every ``reset``:
@@ -150,21 +173,6 @@ class SpeechEngine:
         self._streaming.enter_context(self._gen.streaming(1))
         self.steps = 0
         self._seed_rng()
-
-    def close(self) -> None:
-        """Ends streaming, so that the same models can serve a new engine."""
-        self._streaming.close()
-
-    def __enter__(self) -> "SpeechEngine":
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
-
-    @property
-    def has_face(self) -> bool:
-        """Whether the model takes the user's face tokens and returns the robot's."""
-        return self._face_tokens > 0
 
     @property
     def face_tokens_per_step(self) -> int:
