@@ -280,7 +280,8 @@ def _demo_fleet(args: argparse.Namespace, session) -> int:
     from .runner.fleet import run_fleet
 
     summary = run_fleet(session, args.sessions, args.seconds, args.out)
-    print(f"sessions:    {summary['sessions']} at once, {summary['steps']} steps ({summary['model']})")
+    face = ", faces through one shared codec" if summary["shared_face_codec"] else ""
+    print(f"sessions:    {summary['sessions']} at once, {summary['steps']} steps ({summary['model']}{face})")
     print(f"step time:   p50 {summary['step_ms']['p50']:.2f} ms p95 {summary['step_ms']['p95']:.2f} ms for all "
           f"sessions, {summary['per_session_ms']:.2f} ms per session")
     print(f"real time:   factor {summary['real_time_factor']:.3f} "

@@ -17,4 +17,7 @@ def test_batching_benchmark_prints_the_curve():
     assert [int(m.group(1)) for m in map(figure.match, lines) if m] == list(range(1, 9)), lines
     per_session = [line for line in lines if re.match(r"^batch B=\d+: [\d.]+ ms per session, [\d.]+x the single step$", line)]
     assert len(per_session) == 8, lines
-    assert re.match(r"^batching: B=8 in one step costs [\d.]+x the single-session step \(target <= 3x\)$", lines[-1])
+    assert any(re.match(r"^batching: B=8 in one step costs [\d.]+x the single-session step \(target <= 3x\)$", line)
+               for line in lines), lines
+    codec = re.compile(r"^shared face codec B=(\d+): [\d.]+ ms per robot, [\d.]+x one robot's$")
+    assert [int(m.group(1)) for m in map(codec.match, lines) if m] == [1, 2, 4, 8], lines

@@ -14,7 +14,7 @@ def test_demo_plays_several_sessions_at_once(tmp_path):
     result = demo(tmp_path, "--sessions", "3", "--seconds", "0.4")
     assert result.returncode == 0, result.stderr
     summary = json.loads((tmp_path / "out" / "fleet.json").read_text())
-    assert summary["sessions"] == 3 and summary["steps"] == 5
+    assert summary["sessions"] == 3 and summary["steps"] == 5 and summary["shared_face_codec"] is True
     assert 0 < summary["step_ms"]["p50"] <= summary["step_ms"]["max"]
     assert summary["per_session_ms"] == round(summary["per_session_ms"], 3) > 0
     assert summary["real_time_factor"] > 0

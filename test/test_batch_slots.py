@@ -76,7 +76,7 @@ def test_robots_sharing_a_batch_hear_what_they_would_alone(tiny):
     assert max(sizes) == 2 and min(sizes) == 1  # a and b were stepped together, c alone
     for stepper in steppers.values():
         stepper.close()
-    scheduler.engine.close()
+    scheduler.close()
 
 
 def test_a_slot_is_one_robots(tiny):
@@ -111,7 +111,8 @@ def test_robot_steppers_share_one_batch_and_name_their_frames(tiny):
     scheduler, steppers = build_robot_steppers(SessionOptions(sampling=GREEDY), tiny, ("a", "b"))
     try:
         assert scheduler.engine.slots == 2 and [s.engine.index for s in steppers] == [0, 1]
-        assert all(s.has_face for s in steppers) and steppers[0].face.codec is not steppers[1].face.codec
+        assert all(s.has_face and s.face.shared for s in steppers) and scheduler.codec is not None
+        assert steppers[0].face.codec is steppers[1].face.codec is scheduler.codec.codec  # one codec for both
         records = [record for chunk in chunks(5, 3) for record in steppers[1].push(chunk)]
         assert records and {r.robot.frame_id for r in records} == {"b/robot_head"}
         assert steppers[1].engine.steps == len(records) and steppers[0].engine.steps == 0
@@ -119,7 +120,63 @@ def test_robot_steppers_share_one_batch_and_name_their_frames(tiny):
     finally:
         for stepper in steppers:
             stepper.close()
-        scheduler.engine.close()
+        scheduler.close()
+
+
+def faces_for(stepper: AudioStepper, seed: int, count: int = 8) -> None:
+    """The user's face at 25 fps over ``count`` steps (small random motion), pushed at once."""
+    from moshiface_ros.messages.types import FaceFrame
+
+    rng = np.random.default_rng(seed)
+    for k in range(2 * count):
+        moved = rng.normal(0, 0.002, (stepper.face_vertices, 3)).astype(np.float32)
+        stepper.push_user_face(FaceFrame(10**9 + k * 40_000_000, moved, face_present=k != 5))
+
+
+def test_robots_sharing_the_face_codec_see_and_show_the_faces_they_would_alone(tiny):
+    """Each robot's user face tokens and face frames, encoded and decoded in one codec pass
+    with the other robot's, are those of a robot alone with its own codec."""
+    from moshiface_ros.face_codec.stream import FacePath, tiny_codec
+    from moshiface_ros.speech.session import SessionOptions
+    from moshiface_ros.speech.slots import build_robot_steppers
+
+    inputs = {"a": chunks(1), "b": chunks(2)}
+    alone = {}
+    for seed, (name, data) in enumerate(inputs.items()):
+        with AudioStepper(SpeechEngine(tiny, GREEDY, seed=0), face=FacePath(tiny_codec())) as stepper:
+            faces_for(stepper, seed)
+            alone[name] = play(stepper, data)
+    scheduler, steppers = build_robot_steppers(SessionOptions(sampling=GREEDY), tiny, tuple(inputs))
+    scheduler.gather_s, scheduler.idle_s = 0.5, 60.0
+    sizes, plain = [], scheduler.codec.encode
+    scheduler.codec.encode = lambda frames: sizes.append(len(frames)) or plain(frames)
+    shared = {}
+    try:
+        for seed, stepper in enumerate(steppers):
+            faces_for(stepper, seed)
+        threads = [threading.Thread(target=lambda n=n, s=s: shared.__setitem__(n, play(s, inputs[n])))
+                   for n, s in zip(inputs, steppers)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(60)
+    finally:
+        for stepper in steppers:
+            stepper.close()
+        scheduler.close()
+    assert max(sizes) == 2  # the two robots' faces went through the codec together
+    for name in inputs:
+        assert len(shared[name]) == len(alone[name]) > 0, name
+        assert sum(r.user_face_tokens is not None for r in shared[name]) >= 5, name
+        assert sum(r.robot_face_tokens is not None for r in shared[name]) >= 5, name
+        for mine, theirs in zip(shared[name], alone[name]):
+            for got, want in ((mine.user_face_tokens, theirs.user_face_tokens),
+                              (mine.robot_face_tokens, theirs.robot_face_tokens)):
+                assert (got is None) == (want is None), name
+                assert got is None or np.array_equal(got.tokens, want.tokens), name
+            for got, want in zip(mine.robot_face, theirs.robot_face):
+                assert got.stamp_ns == want.stamp_ns and got.frame_id == f"{name}/robot_head"
+                np.testing.assert_allclose(got.vertices, want.vertices, rtol=0, atol=1e-6, err_msg=name)
 
 
 def test_a_silent_robot_is_not_waited_for(tiny):

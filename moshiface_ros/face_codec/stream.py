@@ -66,15 +66,23 @@ MAX_USER_FRAMES = 64  # 2.56 s of 25 fps frames
 class FacePath:
     """Streaming face codec state of one conversation (call ``close`` or use ``with``)."""
 
-    def __init__(self, codec: FaceCodec, frame_id: str = "robot_head", user_frame_id: str = "user_camera") -> None:
+    def __init__(self, codec: FaceCodec, frame_id: str = "robot_head", user_frame_id: str = "user_camera",
+                 shared: bool = False) -> None:
+        """``shared``: the codec streams several conversations and their batch steps it
+        (``shared.SharedFaceCodec``, one codec for every robot of a node); this path then
+        picks the user's frames and makes the messages, and ``user_tokens`` and
+        ``robot_frames`` are not for it."""
         self.codec = codec
+        self.shared = shared
         self.frame_id = frame_id
         self.user_frame_id = user_frame_id
         self.vertices = codec.config.vertices
+        self._downsample = codec.config.downsample
         self._device = codec.scale.device
         self._frames: deque[FaceFrame] = deque()
         self._stack = contextlib.ExitStack()  # only the codec's own streaming state
-        self._stack.enter_context(codec.streaming(1))
+        if not shared:
+            self._stack.enter_context(codec.streaming(1))
         self._neutral_step = torch.zeros(1, codec.config.downsample, self.vertices, 3, device=self._device)
         self.user_steps_with_face = 0
 
@@ -89,7 +97,9 @@ class FacePath:
         self.close()
 
     def reset(self) -> None:
-        self.codec.reset_streaming()
+        """Forgets the user's frames and (unless shared: its batch resets the slot) the codec's memory."""
+        if not self.shared:
+            self.codec.reset_streaming()
         self._frames.clear()
 
     def push_user(self, frame: FaceFrame) -> None:
@@ -116,29 +126,56 @@ class FacePath:
             return None
         return best
 
-    @torch.no_grad()
-    def user_tokens(self, step: int, stamp_ns: int) -> FaceTokens | None:
-        """The user's tokens for the step starting at ``stamp_ns``, or None (no face)."""
-        slots = [self._nearest(stamp_ns + k * FACE_FRAME_NS) for k in range(self.codec.config.downsample)]
+    def step_frames(self, stamp_ns: int) -> np.ndarray | None:
+        """The user's (r, V, 3) frames for the step starting at ``stamp_ns`` (the frame nearest
+        each 40 ms slot), or None when either slot has no face; drops the frames it is done with."""
+        slots = [self._nearest(stamp_ns + k * FACE_FRAME_NS) for k in range(self._downsample)]
         oldest_kept = stamp_ns + STEP_NS - FACE_FRAME_NS
         if any(f.stamp_ns < oldest_kept for f in self._frames):
             self._frames = deque(f for f in self._frames if f.stamp_ns >= oldest_kept)
         if any(frame is None for frame in slots):
-            self.codec.encode_step(self._neutral_step)
             return None
-        frames = torch.from_numpy(np.stack([f.vertices for f in slots]))[None].to(self._device)
-        tokens = self.codec.encode_step(frames)[0, 0].cpu().numpy()
+        return np.stack([f.vertices for f in slots])
+
+    def user_message(self, step: int, stamp_ns: int, tokens: np.ndarray | None) -> FaceTokens | None:
+        """The user's step of face tokens as a message (None: the face was not seen)."""
+        if tokens is None:
+            return None
         self.user_steps_with_face += 1
         return FaceTokens(stamp_ns, step, tokens, self.user_frame_id)
 
-    @torch.no_grad()
-    def robot_frames(self, step: int, stamp_ns: int, tokens: np.ndarray | None) -> tuple[FaceTokens | None, list[FaceFrame]]:
-        """The robot's tokens as a message and its two decoded frames for this step."""
-        times = [stamp_ns + k * FACE_FRAME_NS for k in range(self.codec.config.downsample)]
-        if tokens is None:
+    def robot_messages(self, step: int, stamp_ns: int, tokens: np.ndarray | None,
+                       frames: np.ndarray | None) -> tuple[FaceTokens | None, list[FaceFrame]]:
+        """The robot's tokens as a message and its step's frames, stamped ``stamp_ns`` and
+        40 ms later; the neutral face while the model warms up (``tokens`` None)."""
+        times = [stamp_ns + k * FACE_FRAME_NS for k in range(self._downsample)]
+        if tokens is None or frames is None:
             neutral = np.zeros((self.vertices, 3), np.float32)
             return None, [FaceFrame(t, neutral, frame_id=self.frame_id) for t in times]
-        step_tokens = torch.as_tensor(np.asarray(tokens, np.int64)).view(1, 1, -1).to(self._device)
-        frames = self.codec.decode_step(step_tokens)[0].cpu().numpy()
         message = FaceTokens(stamp_ns, step, tokens, self.frame_id)
         return message, [FaceFrame(t, f, frame_id=self.frame_id) for t, f in zip(times, frames)]
+
+    def _own_codec(self, what: str) -> None:
+        if self.shared:
+            raise RuntimeError(f"{what}: this face path's codec is shared, its batch steps it")
+
+    @torch.no_grad()
+    def user_tokens(self, step: int, stamp_ns: int) -> FaceTokens | None:
+        """The user's tokens for the step starting at ``stamp_ns``, or None (no face)."""
+        self._own_codec("user_tokens")
+        frames = self.step_frames(stamp_ns)
+        if frames is None:
+            self.codec.encode_step(self._neutral_step)
+            return None
+        tokens = self.codec.encode_step(torch.from_numpy(frames)[None].to(self._device))[0, 0].cpu().numpy()
+        return self.user_message(step, stamp_ns, tokens)
+
+    @torch.no_grad()
+    def robot_frames(self, step: int, stamp_ns: int,
+                     tokens: np.ndarray | None) -> tuple[FaceTokens | None, list[FaceFrame]]:
+        """The robot's tokens as a message and its two decoded frames for this step."""
+        self._own_codec("robot_frames")
+        if tokens is None:
+            return self.robot_messages(step, stamp_ns, None, None)
+        step_tokens = torch.as_tensor(np.asarray(tokens, np.int64)).view(1, 1, -1).to(self._device)
+        return self.robot_messages(step, stamp_ns, tokens, self.codec.decode_step(step_tokens)[0].cpu().numpy())

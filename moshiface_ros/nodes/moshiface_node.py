@@ -234,7 +234,7 @@ class MoshifaceNode(Releasable, Node):
         for link in self._links:
             link.stepper.close()
         if self._scheduler is not None:
-            self._scheduler.engine.close()
+            self._scheduler.close()
 
 
 def main(args=None) -> int:

@@ -60,6 +60,9 @@ class StepOutput:
     text_piece: str | None  # None when the token is padding (the robot says nothing new)
     audio_tokens: np.ndarray | None  # (8,) robot audio tokens, None while warming up
     face_tokens: np.ndarray | None = None  # (8,) robot face tokens; None for audio-only models or warming up
+    # a batch that also steps a shared face codec (several robots, ``speech/slots.py``) fills these two:
+    user_face_tokens: np.ndarray | None = None  # (8,) the user's face tokens it encoded; None: no face seen
+    robot_face_frames: np.ndarray | None = None  # (2, V, 3) the robot's face decoded from face_tokens
 
 
 def token_piece(models: SpeechModels, token: int) -> str | None:

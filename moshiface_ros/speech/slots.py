@@ -1,8 +1,10 @@
 """Several robots, one batched model: each robot's ``AudioStepper`` drives a ``SlotEngine``.
 
-A robot's conversation keeps everything it has alone (its ``AudioStepper`` frames and stamps
-its audio, its ``FacePath`` encodes and decodes its face, its worker thread steps it); only
-the model call is shared. ``SlotEngine.step`` hands the step to a ``SlotScheduler`` and
+A robot's conversation keeps its own clock and buffers (its ``AudioStepper`` frames and stamps
+its audio, its ``FacePath`` picks its user's face frames and makes its messages, its worker
+thread steps it); the model and the face codec are shared: each step of the batch encodes
+every robot's user face, runs the model and decodes every robot's face in one pass each
+(``face_codec.shared.SharedFaceCodec``). ``SlotEngine.step`` hands the step to a ``SlotScheduler`` and
 waits: the first robot to ask waits up to ``gather_s`` for the other robots' steps of the
 same 80 ms, then runs them all as one ``BatchedEngine`` step (robots with nothing to say
 this step are masked) and hands each robot its own output. A robot that has asked for
@@ -16,11 +18,12 @@ from __future__ import annotations
 
 import threading
 import time
-from typing import TYPE_CHECKING, Sequence
+from typing import TYPE_CHECKING, Mapping, Sequence
 
 import numpy as np
 
 from ..constants import NS_PER_S, STEP_NS
+from ..face_codec.shared import SharedFaceCodec
 from .batch import BatchedEngine
 from .engine import StepOutput
 from .stepper import AudioStepper
@@ -29,14 +32,23 @@ if TYPE_CHECKING:
     from .models import SpeechModels
     from .session import SessionOptions
 
-__all__ = ["SlotEngine", "SlotScheduler", "build_robot_steppers"]
+__all__ = ["SlotEngine", "SlotScheduler", "build_robot_steppers", "step_with_codec"]
 
 
 class SlotScheduler:
-    """Gathers the steps robots ask for and runs each gathering as one batched step."""
+    """Gathers the steps robots ask for and runs each gathering as one batched step.
 
-    def __init__(self, engine: BatchedEngine, gather_s: float = 0.02, idle_s: float = 2 * STEP_NS / NS_PER_S) -> None:
+    With a ``codec`` (one per engine slot), a robot asks with its user's face frames (or
+    None) instead of tokens, and its ``StepOutput`` comes back with the user's face tokens
+    and the robot's decoded frames filled in.
+    """
+
+    def __init__(self, engine: BatchedEngine, gather_s: float = 0.02, idle_s: float = 2 * STEP_NS / NS_PER_S,
+                 codec: SharedFaceCodec | None = None) -> None:
+        if codec is not None and codec.slots != engine.slots:
+            raise ValueError(f"the shared codec has {codec.slots} slots, the engine {engine.slots}")
         self.engine = engine
+        self.codec = codec
         self.gather_s = gather_s
         self.idle_s = idle_s
         self._asked: dict[int, float] = {}  # slot -> when it last asked (or was taken)
@@ -65,13 +77,24 @@ class SlotScheduler:
             while self._running:
                 self._lock.wait()
             self._in_use.discard(index)
-            self.engine.reset(index)
+            self._reset(index)
 
     def reset(self, index: int) -> None:
         with self._lock:
             while self._running:
                 self._lock.wait()
-            self.engine.reset(index)
+            self._reset(index)
+
+    def _reset(self, index: int) -> None:
+        self.engine.reset(index)
+        if self.codec is not None:
+            self.codec.reset(index)
+
+    def close(self) -> None:
+        """Ends the engine's and the shared codec's streaming state."""
+        if self.codec is not None:
+            self.codec.close()
+        self.engine.close()
 
     def step(self, index: int, pcm: np.ndarray, face: np.ndarray | None) -> StepOutput:
         """One robot's step; blocks until the batch it joined has run."""
@@ -93,9 +116,13 @@ class SlotScheduler:
             return self._take(index)
 
     def _run(self, batch: dict[int, tuple[np.ndarray, np.ndarray | None]]) -> None:
+        pcm, faces = {s: p for s, (p, _) in batch.items()}, {s: f for s, (_, f) in batch.items()}
+        outputs: dict[int, StepOutput] | BaseException
         try:
-            outputs: dict[int, StepOutput] | BaseException = self.engine.step(
-                {s: pcm for s, (pcm, _) in batch.items()}, {s: face for s, (_, face) in batch.items()})
+            if self.codec is None:
+                outputs = self.engine.step(pcm, faces)
+            else:
+                outputs = step_with_codec(self.engine, self.codec, pcm, faces)
         except BaseException as exc:  # every robot of this batch hears of it
             outputs = exc
         with self._lock:
@@ -111,6 +138,19 @@ class SlotScheduler:
         return result
 
 
+def step_with_codec(engine: BatchedEngine, codec: SharedFaceCodec, pcm: Mapping[int, np.ndarray],
+                    faces: Mapping[int, np.ndarray | None]) -> dict[int, StepOutput]:
+    """One step of the slots in ``pcm``, faces included: every slot's user face frames (or
+    None) encoded in one codec pass, the model's batched step, every robot's face decoded in
+    one pass; each ``StepOutput`` carries its slot's user face tokens and face frames."""
+    user_tokens = codec.encode({slot: faces.get(slot) for slot in pcm})
+    outputs = engine.step(pcm, user_tokens)
+    frames = codec.decode({s: out.face_tokens for s, out in outputs.items() if out.face_tokens is not None})
+    for slot, out in outputs.items():
+        out.user_face_tokens, out.robot_face_frames = user_tokens[slot], frames.get(slot)
+    return outputs
+
+
 class SlotEngine:
     """What an ``AudioStepper`` needs of an engine, for one slot of a shared batched model."""
 
@@ -119,13 +159,15 @@ class SlotEngine:
         self.index = index
         batched = scheduler.engine
         self.models, self.device, self.has_face = batched.models, batched.device, batched.has_face
+        self.shares_codec = scheduler.codec is not None  # step() takes face frames, not tokens
 
     @property
     def steps(self) -> int:
         return self.scheduler.engine.steps[self.index]
 
-    def step(self, pcm: np.ndarray, user_face_tokens: np.ndarray | None = None) -> StepOutput:
-        return self.scheduler.step(self.index, pcm, user_face_tokens)
+    def step(self, pcm: np.ndarray, user_face: np.ndarray | None = None) -> StepOutput:
+        """``user_face``: the user's face tokens, or with a shared codec its (r, V, 3) frames."""
+        return self.scheduler.step(self.index, pcm, user_face)
 
     def reset(self) -> None:
         self.scheduler.reset(self.index)
@@ -136,30 +178,30 @@ class SlotEngine:
 
 def build_robot_steppers(options: SessionOptions, models: SpeechModels,
                          robots: Sequence[str]) -> tuple[SlotScheduler, list[AudioStepper]]:
-    """One batched engine over ``models`` with a slot per robot, and each robot's own
-    ``AudioStepper`` (its clock, its framer, its face path) on its slot.
-
-    A robot's frames are prefixed with its name (``a/robot_head``), as a multi-robot TF
-    tree names them. The face codec's streaming state lives in the codec module, so each
-    robot's face path gets its own codec (the tiny one has fixed weights; a checkpoint is
-    loaded once per robot).
+    """One batched engine over ``models`` with a slot per robot, one face codec shared by
+    every robot, and each robot's own ``AudioStepper`` (its clock, its framer, its face
+    frames) on its slot. A robot's frames are prefixed with its name (``a/robot_head``), as
+    a multi-robot TF tree names them. Close with ``scheduler.close()`` after the steppers.
     """
     from ..face_codec.stream import FacePath, load_face_codec
 
     engine = BatchedEngine(models, len(robots), options.sampling, options.seed, options.cuda_graphs)
-    scheduler = SlotScheduler(engine)
     steppers: list[AudioStepper] = []
+    shared = None
     try:
+        if engine.has_face:
+            shared = SharedFaceCodec(load_face_codec(options.codec, engine.device), len(robots))
+        scheduler = SlotScheduler(engine, codec=shared)
         for index, robot in enumerate(robots):
-            face = None
-            if engine.has_face:
-                face = FacePath(load_face_codec(options.codec, engine.device), frame_id=f"{robot}/{options.frame_id}",
-                                user_frame_id=f"{robot}/user_camera")
+            face = None if shared is None else FacePath(shared.codec, f"{robot}/{options.frame_id}",
+                                                        f"{robot}/user_camera", shared=True)
             steppers.append(AudioStepper(scheduler.slot(index), f"{robot}/{options.frame_id}",
                                          f"{robot}/{options.user_frame_id}", face))
     except BaseException:
         for stepper in steppers:
             stepper.close()
+        if shared is not None:
+            shared.close()
         engine.close()
         raise
     return scheduler, steppers

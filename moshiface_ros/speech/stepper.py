@@ -8,7 +8,10 @@ same stamp, so playback and the face can present them together after one shared 
 
 With a ``FacePath`` (a Moshi-Face model and a face codec), each step also encodes the
 user's face frames pushed so far into the user's face tokens and decodes the robot's face
-tokens into two face frames with the step's stamp (see ``face_codec/stream.py``).
+tokens into two face frames with the step's stamp (see ``face_codec/stream.py``). When
+several robots share one batched model (``speech/slots.py``) their face codec is shared too:
+the step hands the engine the user's frames, and the batch encodes and decodes them with the
+other robots' (``model_seconds`` then includes the codec).
 
 A dropped chunk (a gap in ``sequence``) is replaced by silence of the same length, so the
 model's clock keeps pace with the wall clock; a stream that restarts (sequence going back)
@@ -25,6 +28,7 @@ from __future__ import annotations
 import logging
 import time
 from dataclasses import dataclass
+from typing import Callable
 
 import numpy as np
 
@@ -33,7 +37,7 @@ from ..face_codec.stream import FacePath
 from ..constants import FRAME_SIZE, NS_PER_S, SAMPLE_RATE, STEP_NS
 from ..messages.checks import check_audio_format
 from ..messages.types import AudioChunk, DialogueText, FaceFrame, FaceTokens
-from .engine import SpeechEngine
+from .engine import SpeechEngine, StepOutput
 
 __all__ = ["MAX_GAP_FILL_S", "STEP_NS", "AudioStepper", "StepRecord"]
 
@@ -176,26 +180,38 @@ class AudioStepper:
         stamp = self._anchor_ns + self._emitted * NS_PER_S // SAMPLE_RATE
         self._emitted += FRAME_SIZE
         index = self.engine.steps
-        user_face = self.face.user_tokens(index, stamp) if self.face is not None else None
-        start, start_cpu = time.perf_counter(), time.thread_time()
-        out = self.engine.step(pcm, None if user_face is None else user_face.tokens.astype(np.int64))
-        model_seconds, model_cpu = time.perf_counter() - start, time.thread_time() - start_cpu
+        user_face, robot_tokens, robot_face = None, None, None
+        if self.face is None:
+            out, seconds = _timed(self.engine.step, pcm, None)
+        elif self.face.shared:  # the batch encodes and decodes every robot's face at once
+            out, seconds = _timed(self.engine.step, pcm, self.face.step_frames(stamp))
+            user_face = self.face.user_message(index, stamp, out.user_face_tokens)
+            robot_tokens, robot_face = self.face.robot_messages(index, stamp, out.face_tokens, out.robot_face_frames)
+        else:
+            user_face = self.face.user_tokens(index, stamp)
+            tokens = None if user_face is None else user_face.tokens.astype(np.int64)
+            out, seconds = _timed(self.engine.step, pcm, tokens)
+            robot_tokens, robot_face = self.face.robot_frames(index, stamp, out.face_tokens)
         text = None
         if out.text_piece is not None:
             text = DialogueText(stamp, index, int(out.text_token), out.text_piece, self.frame_id)
-        robot_tokens, robot_face = None, None
-        if self.face is not None:
-            robot_tokens, robot_face = self.face.robot_frames(index, stamp, out.face_tokens)
         return StepRecord(
             user=AudioChunk(stamp, SAMPLE_RATE, pcm, sequence=index, frame_id=self.user_frame_id),
             robot=AudioChunk(stamp, SAMPLE_RATE, out.pcm, sequence=index, frame_id=self.frame_id),
             text=text,
-            model_seconds=model_seconds,
+            model_seconds=seconds[0],
             user_face_tokens=user_face,
             robot_face_tokens=robot_tokens,
             robot_face=robot_face,
-            model_cpu_seconds=model_cpu,
+            model_cpu_seconds=seconds[1],
         )
+
+
+def _timed(step: Callable[..., StepOutput], *args: object) -> tuple[StepOutput, tuple[float, float]]:
+    """The engine's step and its (wall, calling thread's CPU) seconds."""
+    start, start_cpu = time.perf_counter(), time.thread_time()
+    out = step(*args)
+    return out, (time.perf_counter() - start, time.thread_time() - start_cpu)
 
 
 def _frames(chunk: AudioChunk) -> np.ndarray:
