@@ -10,6 +10,7 @@ do unbounded work (a chunk claiming hours of audio, a billion vertices).
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import numpy as np
@@ -63,18 +64,31 @@ def check_audio_format(sample_rate: Any, channels: Any, frames: int, type_name: 
                          f"({MAX_CHUNK_S:g} s)")
 
 
-def bounded_floats(values: Any, field: str, type_name: str, bound: float, max_size: int | None = None) -> np.ndarray:
-    """A 1-D float32 array, every value finite and within +-bound."""
-    raw = np.asarray(values)
-    if max_size is not None and raw.size > max_size:
-        raise ValueError(f"{type_name}.{field} has {raw.size} values, more than {max_size}")
-    with np.errstate(over="ignore", invalid="ignore"):
-        array = raw.astype(np.float32).reshape(-1)
-    if not np.all(np.isfinite(array)):
+def bounded_floats(values: Any, field: str, type_name: str, bound: float, max_size: int | None = None,
+                   copy: bool = True) -> np.ndarray:
+    """A 1-D float32 array, every value finite and within +-bound (two reductions, no
+    temporaries: every frame the package writes is checked).
+
+    ``copy=False`` (a writer about to serialise the values) takes a float32 numpy array as
+    a flat view of itself; otherwise the result is a new array the caller owns.
+    """
+    if not copy and isinstance(values, np.ndarray) and values.dtype == np.float32:
+        array = values.reshape(-1)
+    else:
+        raw = np.asarray(values)
+        if max_size is not None and raw.size > max_size:  # before converting a huge input
+            raise ValueError(f"{type_name}.{field} has {raw.size} values, more than {max_size}")
+        with np.errstate(over="ignore", invalid="ignore"):
+            array = raw.astype(np.float32).reshape(-1)
+    if max_size is not None and array.size > max_size:
+        raise ValueError(f"{type_name}.{field} has {array.size} values, more than {max_size}")
+    if not array.size:
+        return array
+    high, low = float(array.max()), float(array.min())  # NaN propagates through both
+    if not (math.isfinite(high) and math.isfinite(low)):
         raise ValueError(f"{type_name}.{field} contains NaN or infinite values")
-    if array.size and float(np.max(np.abs(array))) > bound:
-        raise ValueError(f"{type_name}.{field} has a value of {float(np.max(np.abs(array))):.3g}, "
-                         f"beyond +-{bound:g}")
+    if max(high, -low) > bound:
+        raise ValueError(f"{type_name}.{field} has a value of {max(high, -low):.3g}, beyond +-{bound:g}")
     return array
 
 
@@ -85,7 +99,7 @@ def check_parameters(values: dict[str, np.ndarray], type_name: str = "FaceFrame"
             allowed = PARAMETER_LENGTHS[name]
             expected = f"0 or {allowed[-1]}" if len(allowed) == 2 else f"0..{allowed[-1]}"
             raise ValueError(f"{type_name}.{name} has {array.size} values, expected {expected}")
-        bounded_floats(array, name, type_name, MAX_PARAMETER_ABS)
+        bounded_floats(array, name, type_name, MAX_PARAMETER_ABS, copy=False)
 
 
 def check_tokens(values: Any, type_name: str = "FaceTokens") -> np.ndarray:

@@ -83,18 +83,20 @@ def stamp_ns(msg: Any, type_name: str = "message") -> int:
     return check_stamp(msg.header.stamp.sec, msg.header.stamp.nanosec, type_name)
 
 
-def _audio_samples(samples: Any, sample_rate: Any, channels: Any, type_name: str = "AudioChunk") -> np.ndarray:
-    """Checked samples as a 1-D float32 array (format first, so the size is bounded)."""
+def _audio_samples(samples: Any, sample_rate: Any, channels: Any, type_name: str = "AudioChunk",
+                   copy: bool = True) -> np.ndarray:
+    """Checked samples as a 1-D float32 array (format first, so the size is bounded);
+    ``copy=False``: a view of float32 samples, for a writer (``checks.bounded_floats``)."""
     size = int(np.size(samples))
     check_audio_format(sample_rate, channels, size // max(int(channels), 1), type_name)
-    array = bounded_floats(samples, "samples", type_name, MAX_SAMPLE_ABS)
+    array = bounded_floats(samples, "samples", type_name, MAX_SAMPLE_ABS, copy=copy)
     if array.size % int(channels):
         raise ValueError(f"{type_name}.samples has {array.size} values, not a multiple of {channels} channels")
     return array
 
 
-def _vertices(values: Any, type_name: str = "FaceFrame") -> np.ndarray:
-    array = bounded_floats(values, "vertices", type_name, MAX_VERTEX_M, max_size=3 * MAX_VERTICES)
+def _vertices(values: Any, type_name: str = "FaceFrame", copy: bool = True) -> np.ndarray:
+    array = bounded_floats(values, "vertices", type_name, MAX_VERTEX_M, max_size=3 * MAX_VERTICES, copy=copy)
     if array.size % 3:
         raise ValueError(f"{type_name}.vertices has {array.size} values, not V x 3")
     return array
@@ -104,7 +106,7 @@ def _vertices(values: Any, type_name: str = "FaceFrame") -> np.ndarray:
 
 
 def audio_chunk_to_msg(chunk: AudioChunk, factory: MessageFactory) -> Any:
-    samples = _audio_samples(chunk.samples, chunk.sample_rate, chunk.channels)
+    samples = _audio_samples(chunk.samples, chunk.sample_rate, chunk.channels, copy=False)
     return factory.new(
         MSG_TYPES[AudioChunk],
         header=header(factory, chunk.stamp_ns, chunk.frame_id),
@@ -159,8 +161,9 @@ def dialogue_text_from_msg(msg: Any) -> DialogueText:
 
 def checked_face_frame(frame: FaceFrame) -> tuple[np.ndarray, dict[str, np.ndarray]]:
     """A frame's vertices and FLAME parameters as checked 1-D float32 arrays (what every
-    writer of a FaceFrame message sends: ``face_frame_to_msg`` and ``cdr.face_frame_cdr``)."""
-    vertices = _vertices(frame.vertices)
+    writer of a FaceFrame message sends: ``face_frame_to_msg`` and ``cdr.face_frame_cdr``;
+    views of the frame's own float32 arrays, which the writers serialise)."""
+    vertices = _vertices(frame.vertices, copy=False)
     values = {name: np.asarray(getattr(frame, name), np.float32).reshape(-1) for name in PARAMETER_FIELDS}
     check_parameters(values)
     return vertices, values
