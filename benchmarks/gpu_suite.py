@@ -7,9 +7,11 @@ with the default Face Transformer (sharing the 7B weights), and prints:
 
 - the step (LM alone, and the whole step: Mimi encode + LM + Mimi decode), p50/p95, with
   and without CUDA graphs, audio-only and with the face path, and the face path's cost in %;
-- batched sessions (``speech.batch.BatchedEngine``, every slot active, CUDA graphs on):
-  step time and real-time margin for B = 1, 2, 4, 8, 16, 32, then the largest B whose p95
-  stays under the 80 ms step;
+- batched sessions (``speech.batch.BatchedEngine``, every slot active, CUDA graphs on,
+  each step with every session's user face encoded and robot face decoded through one
+  shared face codec at the paper's sizes, as the multi-robot node steps them): step time
+  and real-time margin for B = 1, 2, 4, 8, 16, 32, then the largest B whose p95 stays
+  under the 80 ms step;
 - the streaming face codec (paper sizes) and Mimi, per step, on the device;
 - peak GPU memory.
 
@@ -50,6 +52,7 @@ class Suite:
     steps: int
     deadline: float  # perf_counter() after which optional searches stop
     peak_bytes: int = 0  # GPU memory high-water mark over every figure
+    codec: object = None  # the paper-size face codec of the batched figures (``face_codec``)
 
     def note_peak(self) -> None:
         if self.device.type == "cuda":
@@ -143,17 +146,32 @@ def single_figures(suite: Suite) -> None:
                   f"(p50 {b * 1e3:.3f} -> {o * 1e3:.3f} ms)")
 
 
+def face_codec(suite: Suite):
+    """The streaming face codec at the paper's sizes on the device (random weights, built once)."""
+    if suite.codec is None:
+        from moshiface_ros.face_codec.config import config_from_name
+        from moshiface_ros.face_codec.model import FaceCodec
+
+        suite.codec = FaceCodec(config_from_name("paper-causal", vertices=VHAP_VERTICES)).eval().to(suite.device)
+    return suite.codec
+
+
 def time_batch(suite: Suite, batch: int, steps: int) -> list[float]:
-    """Per-step seconds of ``batch`` Moshi-Face sessions stepped together, all active."""
-    audio, faces = user_inputs(steps + 4, seed=batch)
+    """Per-step seconds of ``batch`` Moshi-Face sessions stepped together, all active, their
+    faces through one shared codec (``speech.slots.step_with_codec``)."""
+    from moshiface_ros.face_codec.shared import SharedFaceCodec
+    from moshiface_ros.speech.slots import step_with_codec
+
+    audio, _ = user_inputs(steps + 4, seed=batch)
+    motion = np.random.default_rng(batch).normal(0.0, 0.002, (4, 2, VHAP_VERTICES, 3)).astype(np.float32)
     times: list[float] = []
-    with BatchedEngine(suite.face, batch, seed=0) as engine:
+    with BatchedEngine(suite.face, batch, seed=0) as engine, SharedFaceCodec(face_codec(suite), batch) as codec:
         for i in range(steps + 4):  # 4 warm-up steps capture the CUDA graphs
             pcm = {slot: audio[i] for slot in range(batch)}
-            face = {slot: faces[i] for slot in range(batch)}
+            face = {slot: motion[(i + slot) % len(motion)] for slot in range(batch)}
             suite.sync()
             start = time.perf_counter()
-            engine.step(pcm, face)
+            step_with_codec(engine, codec, pcm, face)
             suite.sync()
             if i >= 4:
                 times.append(time.perf_counter() - start)
@@ -243,6 +261,8 @@ def main() -> None:
     print(f"gpu_suite: ran on {suite.label}; torch {torch.__version__}")
     with torch.no_grad():
         single_figures(suite)
+        print("batched sessions: one forward pass of the model and one of the shared face codec (paper sizes) "
+              "for all B, every session active")
         measured = {batch: batch_point(suite, batch, suite.steps // 2 or 1) for batch in BATCHES}
         largest_batch(suite, measured)
         codec_and_mimi(suite)
