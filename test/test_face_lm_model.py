@@ -238,18 +238,42 @@ def test_face_delay_two_streams_like_it_trains_and_reads_the_next_frames_audio()
     assert torch.equal(faces[1][:, :3], out.face_logits[0, :, :3])  # ... and nothing later
 
 
-def test_a_live_session_refuses_a_face_trained_behind_its_audio():
-    """A delay-2 face trails its audio by a step: a live session would show it with the
-    wrong audio, so building its generator is one clear error."""
-    from types import SimpleNamespace
+def test_a_face_trained_behind_its_audio_comes_out_with_its_own_frames_voice():
+    """Delay 2: the generator returns frame t's face one step after frame t's audio, so the
+    engines hold each step's voice and text one step: every output's audio, text and face
+    are one frame's (the raw timing shifted), alone and in a batch slot that joins late."""
+    from dataclasses import replace
 
-    from moshiface_ros.errors import MoshifaceError
-    from moshiface_ros.speech.engine import Sampling, build_generator
+    from moshiface_ros.speech.batch import BatchedEngine
+    from moshiface_ros.speech.engine import LagAligner, Sampling
 
-    model = build_face_lm(tiny_lm_kwargs(), FaceConfig(dim=32, num_heads=2, num_layers=1, dim_feedforward=64,
-                                                       delay=2))
-    with pytest.raises(MoshifaceError, match="1 step\\(s\\) behind its audio"):
-        build_generator(SimpleNamespace(lm=model), Sampling())
+    greedy = Sampling(temperature=0.0, text_temperature=0.0, face_temperature=0.0)
+    models = build_tiny()
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(5)
+        models.lm = build_face_lm(tiny_lm_kwargs(), replace(tiny_face_config(), delay=2)).eval()
+    faces = np.random.default_rng(1).integers(0, 256, (8, 8))
+    aligned = speech_steps(SpeechEngine(models, greedy), steps=8, faces=faces)
+    engine = SpeechEngine(models, greedy)
+    engine._aligner = LagAligner(0)  # the generator's own timing, for reference
+    raw = speech_steps(engine, steps=8, faces=faces)
+    assert raw[1].face_tokens is not None and aligned[1].face_tokens is None and aligned[1].text_token is None
+    assert not aligned[1].pcm.any()  # the first produced step's voice waits for its face
+    for now, before, same in zip(aligned[2:], raw[1:], raw[2:]):
+        assert now.text_token == before.text_token and np.array_equal(now.audio_tokens, before.audio_tokens)
+        np.testing.assert_array_equal(now.pcm, before.pcm)
+        assert np.array_equal(now.face_tokens, same.face_tokens)
+    from moshiface_ros.audio.synth import synthetic_speech
+
+    pcm = synthetic_speech(8 * FRAME_SIZE / 24000, 24000, seed=3).reshape(8, FRAME_SIZE)
+    with BatchedEngine(models, 2, greedy, slot_seeds=[0, 0]) as batched:
+        late = [batched.step({0: np.zeros(FRAME_SIZE, np.float32)})[0] for _ in range(3)]
+        slot = [batched.step({0: np.zeros(FRAME_SIZE, np.float32), 1: pcm[t]}, {1: faces[t]})[1] for t in range(8)]
+    assert len(late) == 3
+    for mine, alone in zip(slot, aligned):
+        assert mine.text_token == alone.text_token
+        assert (mine.face_tokens is None) == (alone.face_tokens is None)
+        assert mine.face_tokens is None or np.array_equal(mine.face_tokens, alone.face_tokens)
 
 
 def test_face_delay_below_the_audios_is_refused():

@@ -27,8 +27,8 @@ import torch
 from ..constants import DEFAULT_SEED, FRAME_SIZE
 from ..face_lm.model import ABSENT_FACE_TOKEN, FaceLMModel
 from ..face_lm.step import StepTokens
-from .engine import (Sampling, StepOutput, StreamingEngine, build_generator, check_user_face, step_contexts,
-                     token_piece)
+from .engine import (LagAligner, Sampling, StepOutput, StreamingEngine, build_generator, check_user_face, face_lag,
+                     step_contexts, token_piece)
 from .models import SpeechModels
 
 __all__ = ["BatchedEngine"]
@@ -70,6 +70,7 @@ class BatchedEngine(StreamingEngine):
         self.slot_seeds = _slot_seeds(slots, seed, slot_seeds)
         self._gen = build_generator(models, sampling or Sampling(), out_of_sync=True, slot_seeds=self.slot_seeds)
         self._face_tokens = models.lm.face_config.n_tokens if isinstance(models.lm, FaceLMModel) else 0
+        self._aligners = [LagAligner(face_lag(self._gen)) for _ in range(slots)]  # each slot's voice waits for its face
         self._streaming = contextlib.ExitStack()
         self._streaming.enter_context(self._mimi.streaming(slots))
         self._streaming.enter_context(self._gen.streaming(slots))
@@ -93,6 +94,7 @@ class BatchedEngine(StreamingEngine):
             self._mimi.reset_streaming(mask)
         for slot in slots:
             self.steps[slot] = 0
+            self._aligners[slot].reset()
 
     def _inputs(self, pcm: Mapping[int, np.ndarray],
                 faces: Mapping[int, np.ndarray | None]) -> tuple[torch.Tensor, torch.Tensor | None]:
@@ -141,16 +143,18 @@ class BatchedEngine(StreamingEngine):
         face = tokens.face[:, :, 0].cpu().numpy().astype(np.int64) if tokens.face is not None else None
         outputs: dict[int, StepOutput] = {}
         for slot in sorted(slots):  # type: ignore[call-overload]
-            done = bool(produced[slot])
-            token = int(text[slot]) if done else None
+            pcm, token, robot_audio, robot_face = np.zeros(FRAME_SIZE, np.float32), None, None, None
+            if produced[slot]:
+                pcm, token, robot_audio, robot_face = self._aligners[slot].align(
+                    robot[slot].reshape(-1), int(text[slot]), audio[slot], face[slot] if face is not None else None)
             outputs[slot] = StepOutput(
                 step=self.steps[slot],
-                pcm=robot[slot].reshape(-1) if done else np.zeros(FRAME_SIZE, np.float32),
+                pcm=pcm,
                 user_tokens=user_codes[slot, :, 0].astype(np.int64),
                 text_token=token,
                 text_piece=None if token is None else token_piece(self.models, token),
-                audio_tokens=audio[slot] if done else None,
-                face_tokens=face[slot] if done and face is not None else None,
+                audio_tokens=robot_audio,
+                face_tokens=robot_face,
             )
             self.steps[slot] += 1
         return outputs

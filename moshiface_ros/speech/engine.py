@@ -16,19 +16,21 @@ instead of ``LMGen``: the Face Transformer runs inside the depth transformer's C
 graph. When the user's face is not seen (``user_face_tokens=None``: no camera, no face in
 view, tracking lost), the user's face streams carry Moshi's "zero token" (-1), whose
 embedding is exactly zero: the model hears the user but gets no visual input, which is
-also how an audio-only Moshi sees every conversation.
+also how an audio-only Moshi sees every conversation. A model trained with its face a
+step behind its audio (``--face-delay 2``) gets its voice held one step (``LagAligner``),
+so that every step's voice and face still belong to the same frame.
 """
 
 from __future__ import annotations
 
 import contextlib
+from collections import deque
 from dataclasses import dataclass
 
 import numpy as np
 import torch
 
 from ..constants import DEFAULT_SEED, FRAME_SIZE, SAMPLE_RATE  # noqa: F401 (SAMPLE_RATE: for importers)
-from ..errors import MoshifaceError
 from ..face_lm.generate import FaceLMGen
 from ..face_lm.model import FaceLMModel
 from ..face_lm.slot_sampling import SlotSampledLMGen
@@ -109,16 +111,47 @@ def build_generator(models: SpeechModels, sampling: Sampling, out_of_sync: bool 
     kwargs = dict(temp=sampling.temperature, temp_text=sampling.text_temperature,
                   top_k=sampling.top_k, top_k_text=sampling.text_top_k, support_out_of_sync=out_of_sync)
     if isinstance(models.lm, FaceLMModel):
-        gen = FaceLMGen(models.lm, face_temp=sampling.face_temperature, face_top_k=sampling.face_top_k,
-                        slot_seeds=slot_seeds, **kwargs)
-        if gen.face_lag:  # its face would be presented with the wrong step's audio
-            raise MoshifaceError(f"this model's face is trained {gen.face_lag} step(s) behind its audio "
-                                 f"(face delay {models.lm.face_config.delay}); live sessions present the face "
-                                 "with the audio of its own step, so only the paper's face delay is supported here")
-        return gen
+        return FaceLMGen(models.lm, face_temp=sampling.face_temperature, face_top_k=sampling.face_top_k,
+                         slot_seeds=slot_seeds, **kwargs)
     if slot_seeds is not None:
         return SlotSampledLMGen(models.lm, slot_seeds=slot_seeds, **kwargs)
     return LMGen(models.lm, **kwargs)
+
+
+def face_lag(gen: LMGen) -> int:
+    """Steps by which the generator's face trails its audio (0 for the paper's delay, or audio only)."""
+    return gen.face_lag if isinstance(gen, FaceLMGen) else 0
+
+
+class LagAligner:
+    """Holds a conversation's robot audio and text ``lag`` steps, so that they come out with
+    the face of their own frame.
+
+    A model trained with the face one step behind its audio (``--face-delay 2``: frame t's
+    face reads frame t + 1's audio) returns frame t's face one step after frame t's audio;
+    a live session presents a step's voice and face together, so the voice waits for its
+    face (80 ms more latency per step of lag). At the paper's delay the lag is 0 and
+    everything passes straight through.
+    """
+
+    def __init__(self, lag: int) -> None:
+        self.lag = lag
+        self._held: deque[tuple[np.ndarray, int | None, np.ndarray | None]] = deque()
+
+    def reset(self) -> None:
+        self._held.clear()
+
+    def align(self, pcm: np.ndarray, text: int | None, audio: np.ndarray | None,
+              face: np.ndarray | None) -> tuple[np.ndarray, int | None, np.ndarray | None, np.ndarray | None]:
+        """A produced step's (pcm, text, audio tokens, face tokens) -> what to present now:
+        the audio and text of ``lag`` steps ago with this step's face (silence, no text and
+        no face while the first steps fill the lag)."""
+        if not self.lag:
+            return pcm, text, audio, face
+        self._held.append((pcm, text, audio))
+        if len(self._held) <= self.lag:
+            return np.zeros_like(pcm), None, None, None
+        return (*self._held.popleft(), face)
 
 
 class StreamingEngine:
@@ -168,6 +201,7 @@ class SpeechEngine(StreamingEngine):
         self._mimi = models.mimi
         self._gen = build_generator(models, sampling)
         self._face_tokens = models.lm.face_config.n_tokens if isinstance(models.lm, FaceLMModel) else 0
+        self._aligner = LagAligner(face_lag(self._gen))
         self._silence = np.zeros(FRAME_SIZE, dtype=np.float32)
         if models.mimi.is_streaming or models.lm.is_streaming:
             raise RuntimeError("these models are driven by another SpeechEngine: close() it first")
@@ -195,6 +229,7 @@ class SpeechEngine(StreamingEngine):
         """Starts a new conversation: clears every streaming state and reseeds."""
         self._mimi.reset_streaming()
         self._gen.reset_streaming()
+        self._aligner.reset()
         self.steps = 0
         self._seed_rng()
 
@@ -248,6 +283,7 @@ class SpeechEngine(StreamingEngine):
                 audio = tokens.audio[0, :, 0].cpu().numpy().astype(np.int64)
                 if tokens.face is not None:
                     face = tokens.face[0, :, 0].cpu().numpy().astype(np.int64)
+                out_pcm, text, audio, face = self._aligner.align(out_pcm, text, audio, face)
         output = StepOutput(
             step=self.steps,
             pcm=out_pcm,
