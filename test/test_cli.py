@@ -125,10 +125,10 @@ def test_run_options_default_to_the_dataclasses_and_reach_face_sampling():
     parse = build_parser().parse_args
     plain = _run_config(parse(["run", "--user-audio", "u.wav", "--out", "o"]))
     assert plain == RunConfig(user_audio=Path("u.wav"), out=Path("o"))
-    tuned = _run_config(parse(["run", "--user-audio", "u.wav", "--out", "o", "--face-temperature", "0.3",
+    tuned = _run_config(parse(["run", "--user-audio", "u.wav", "--out", "o", "--face-temperature", "0.6",
                                "--face-top-k", "7", "--top-k", "9", "--seed", "4", "--threads", "2"]))
     assert tuned.session == SessionOptions(seed=4, threads=2,
-                                           sampling=Sampling(top_k=9, face_temperature=0.3, face_top_k=7))
+                                           sampling=Sampling(top_k=9, face_temperature=0.6, face_top_k=7))
 
 
 def test_face_sampling_flags_change_the_robot_face(tmp_path, env, read_session):

@@ -169,3 +169,32 @@ def test_bad_settings_and_a_missing_espeak_say_so_in_one_line(tmp_path, monkeypa
     with pytest.raises(MoshifaceError, match="espeak-ng, which is not installed"):
         write_corpus(SynthConfig(out=tmp_path / "y", dialogues=2, seconds=4, vertices=32, test_count=1))
     assert not (tmp_path / "y").exists()
+
+
+def test_the_quick_start_runs_the_whole_path_at_toy_sizes_and_resumes(tmp_path, capsys):
+    """``moshiface quickstart`` at toy sizes: corpus, codec, tokens, both stages with the
+    quick-start's face (audio lookup, delay 2, its own width), the table with its controls,
+    and a ``run`` of the trained model whose voice waits for its face; a second call finds
+    every step done."""
+    from moshiface_ros.training.quickstart import QuickstartConfig, run_quickstart
+
+    def config() -> QuickstartConfig:
+        return QuickstartConfig(out=tmp_path / "q", dialogues=5, seconds=4, vertices=32, test_count=2,
+                                codec_epochs=2, stage1_steps=4, stage2_steps=2, batch_size=2, seq_len=20,
+                                face_dim=32, progress=False)
+
+    summary = run_quickstart(config())
+    rows = {(row["mode"], row["condition"]) for row in summary["results"]["stage2"]["table"]}
+    for mode in ("teacher-forced", "free-run"):
+        assert {(mode, c) for c in ("generated", "reconstructed", "random", "mismatched")} <= rows
+    final = tmp_path / "q" / "stage2" / "final"
+    face = json.loads((final / "config.json").read_text())["moshi_face"]["face"]
+    assert (face["delay"], face["dim"], face["dim_feedforward"], face["audio_lookup"]) == (2, 32, 64, True)
+    assert any(final.glob("tokenizer*.model"))  # the checkpoint carries its tokenizer
+    run = json.loads((tmp_path / "q" / "run" / "summary.json").read_text())
+    assert run["complete"] and run["steps"] == 50 and run["messages"]["/moshiface/robot/face"] == 100
+    assert run["messages"]["/moshiface/robot/face_tokens"] == 48  # 50 - the warm-up step - the held one
+    assert set(summary["timings"]) >= {"corpus", "codec", "prepare", "stage 1", "stage 2", "run", "total"}
+    capsys.readouterr()
+    again = run_quickstart(config())
+    assert set(again["timings"]) == {"total"} and "[stage 1] already done" in capsys.readouterr().out

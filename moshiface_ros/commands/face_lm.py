@@ -59,6 +59,9 @@ def _register_train(commands: argparse._SubParsersAction) -> None:
     p.add_argument("--face-delay", type=int, default=None,
                    help="steps the face streams lag the text (default 1, the paper's, as Moshi's acoustic audio; "
                         "2: frame t's face also reads frame t + 1's audio, and comes one frame after its audio)")
+    p.add_argument("--face-dim", type=int, default=None,
+                   help="width of a new Face Transformer (stage 1; tiny's 64, the paper's 1,024); its feed-forward "
+                        "keeps the model's ratio to the width")
     p.add_argument("--activation-checkpointing", action="store_true",
                    help="recompute activations in the backward pass (less memory, more time)")
     p.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
@@ -184,8 +187,11 @@ def _register_quickstart(commands: argparse._SubParsersAction) -> None:
     p.add_argument("--paper-conditioning", action="store_true",
                    help="the paper's e_all alone: no audio lookup in the Face Transformer (does not learn lip sync "
                         "on the tiny random backbone; see docs/moshi-face.md)")
-    p.add_argument("--face-delay", type=int, default=1,
-                   help="1: the paper's; 2: frame t's face also reads frame t + 1's audio (default: %(default)s)")
+    p.add_argument("--face-delay", type=int, default=2,
+                   help="1: the paper's; 2: frame t's face also reads frame t + 1's audio, and the robot's voice "
+                        "waits one step for its face (default: %(default)s)")
+    p.add_argument("--face-dim", type=int, default=384,
+                   help="width of the Face Transformer (tiny's own is 64; default: %(default)s)")
     p.add_argument("--seed", type=int, default=0, help="random seed")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
     p.set_defaults(handler=cmd_quickstart)
@@ -201,10 +207,13 @@ def cmd_quickstart(args: argparse.Namespace) -> int:
         raise MoshifaceError("--dialogues must be at least 4")
     if args.face_delay < 1:
         raise MoshifaceError(f"--face-delay must be 1 (the paper's) or more, got {args.face_delay}")
+    if args.face_dim < 8 or args.face_dim % 4:
+        raise MoshifaceError(f"--face-dim must be a multiple of 4 (the Face Transformer's heads), got {args.face_dim}")
     config = QuickstartConfig(out=args.out, dialogues=args.dialogues, seconds=args.seconds,
                               test_count=max(1, args.dialogues // 5), stage1_steps=args.stage1_steps,
                               stage2_steps=args.stage2_steps, paper_conditioning=args.paper_conditioning,
-                              face_delay=args.face_delay, seed=args.seed, progress=not args.quiet)
+                              face_delay=args.face_delay, face_dim=args.face_dim, seed=args.seed,
+                              progress=not args.quiet)
     summary = run_quickstart(config)
     for stage, results in summary["results"].items():
         print(f"{stage}:")
@@ -232,6 +241,10 @@ def cmd_train(args: argparse.Namespace) -> int:
         if args.face_delay < 1:  # the face must come after its frame's acoustic audio (delay 1)
             raise MoshifaceError(f"--face-delay must be 1 (the paper's) or more, got {args.face_delay}")
         face["delay"] = args.face_delay
+    if args.face_dim is not None:
+        if args.face_dim < 8:
+            raise MoshifaceError(f"--face-dim must be at least 8, got {args.face_dim}")
+        face["dim"] = args.face_dim
     config = TrainConfig(
         stage=args.stage, data=args.data, out=args.out, model=args.model, steps=args.steps,
         batch_size=args.batch_size, micro_batch=args.micro_batch, seq_len=args.seq_len,

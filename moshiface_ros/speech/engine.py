@@ -47,7 +47,9 @@ class Sampling:
     text_temperature: float = 0.7
     top_k: int = 250
     text_top_k: int = 25
-    face_temperature: float = 0.8  # the face stream's own sampling (Moshi-Face models)
+    # the face stream's own sampling (Moshi-Face models): lower than the audio's, because each
+    # sampled token's noise moves the lips off the speech (docs/moshi-face.md, section 6)
+    face_temperature: float = 0.3
     face_top_k: int = 100
 
 

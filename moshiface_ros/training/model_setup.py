@@ -58,15 +58,23 @@ def load_model(config: TrainConfig, device: torch.device, dtype: torch.dtype) ->
     lm_config.pop(FACE_SECTION, None)
     if isinstance(models.lm, FaceLMModel):
         if config.face and (config.stage == 1 or config.model == "tiny"):  # tiny's face is untrained anyway
-            wanted = FaceConfig.from_dict({**models.lm.face_config.to_dict(), **config.face})
+            wanted = face_config(models.lm.face_config, config.face)
             if wanted != models.lm.face_config:
                 models.lm.face_config = wanted
                 models.lm.build_face_modules(device, dtype)
     else:
-        face = FaceConfig.from_dict(config.face)
-        models.lm, _ = extend_lm(models.lm, lm_config, face, device, dtype)
+        models.lm, _ = extend_lm(models.lm, lm_config, face_config(FaceConfig(), config.face), device, dtype)
     _take_data_tokenizer(models, config.data)
     return Loaded(models.lm, lm_config, _base_of(config.model), models)
+
+
+def face_config(current: FaceConfig, asked: dict) -> FaceConfig:
+    """``current`` with the fields asked for; a new width without a feed-forward size keeps
+    the current ratio of the two (tiny's 64 / 128, the paper's 1,024 / 4,224)."""
+    fields = dict(asked)
+    if "dim" in fields and "dim_feedforward" not in fields:
+        fields["dim_feedforward"] = round(current.dim_feedforward * fields["dim"] / current.dim)
+    return FaceConfig.from_dict({**current.to_dict(), **fields})
 
 
 def _take_data_tokenizer(models: SpeechModels, data: Path) -> None:

@@ -38,7 +38,8 @@ class QuickstartConfig:
     batch_size: int = 8
     seq_len: int = 100
     paper_conditioning: bool = False  # True: the paper's e_all alone (no audio lookup)
-    face_delay: int = 1  # the paper's; 2: frame t's face also reads frame t + 1's audio (FaceConfig.delay)
+    face_delay: int = 2  # 1: the paper's; 2: frame t's face also reads frame t + 1's audio (FaceConfig.delay)
+    face_dim: int = 384  # the Face Transformer's width (tiny's own: 64)
     seed: int = 0
     progress: bool = True
     timings: dict[str, float] = field(default_factory=dict)
@@ -85,9 +86,9 @@ def _stage(config: QuickstartConfig, stage: int) -> None:
     from .config import TrainConfig
     from .train import run_training
 
-    face = {} if config.paper_conditioning else {"audio_lookup": True}
-    if config.face_delay != 1:
-        face["delay"] = config.face_delay
+    face: dict[str, Any] = {"delay": config.face_delay, "dim": config.face_dim}  # feed-forward: 2x the width, as tiny's
+    if not config.paper_conditioning:
+        face["audio_lookup"] = True
     model = "tiny" if stage == 1 else str(config.out / "stage1" / "final")
     steps = config.stage1_steps if stage == 1 else config.stage2_steps
     lrs = {} if stage == 1 else {"lr_temporal": 1e-4, "lr_depth": 1e-4, "lr_face": 2e-4}
