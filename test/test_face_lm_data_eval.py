@@ -198,6 +198,15 @@ def test_prepare_train_evaluate_from_the_command_line(corpus, tmp_path, capsys):
             assert f"{mode:<15}{condition:<15}" in printed
         assert f"{mode:<15}{'recovered':<15}" in printed
     assert (results_dir / "eval.png").stat().st_size > 1000
+    assert results["face_sampling"] == {"temperature": 0.3, "top_k": 100}  # what `moshiface run` samples with
+    assert "face tokens sampled at temperature 0.3, top-k 100" in printed
+    assert main(["eval", "--data", str(data), "--model", str(out / "final"), "--codec", str(corpus / "codec"),
+                 "--regions", str(corpus / "regions.yaml"), "--out", str(tmp_path / "greedy"), "--max-steps", "20",
+                 "--mode", "teacher-forced", "--face-temperature", "0", "--device", "cpu", "--quiet"]) == 0
+    greedy = json.loads((tmp_path / "greedy" / "results.json").read_text())
+    assert greedy["face_sampling"]["temperature"] == 0.0
+    assert greedy["teacher_forced"]["sync"]["generated"] != tf["sync"]["generated"]
+    assert greedy["teacher_forced"]["sync"]["reconstructed"] == tf["sync"]["reconstructed"]
 
 
 def test_bad_dialogues_and_commands(corpus, tmp_path, capsys):

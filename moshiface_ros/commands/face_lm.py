@@ -167,6 +167,8 @@ def _register_eval(commands: argparse._SubParsersAction) -> None:
     p.add_argument("--max-steps", type=int, default=None, help="steps per test conversation (default: all)")
     p.add_argument("--free-runs", type=int, default=4, help="conversations of two models talking")
     p.add_argument("--free-run-steps", type=int, default=250, help="steps per free-run conversation")
+    p.add_argument("--face-temperature", type=float, default=None,
+                   help="face token sampling temperature (default: what `moshiface run` uses, 0.3)")
     p.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
     p.add_argument("--seed", type=int, default=0, help="random seed")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
@@ -300,13 +302,18 @@ def cmd_eval(args: argparse.Namespace) -> int:
     from ..training.evaluate import EvalConfig, run_eval
 
     _threads(args.device)
+    if args.face_temperature is not None and args.face_temperature < 0:
+        raise MoshifaceError(f"--face-temperature must be 0 or more, got {args.face_temperature}")
     modes = tuple(m.strip() for m in args.mode.split(",") if m.strip())
     results = run_eval(EvalConfig(
         data=args.data, model=args.model, codec=args.codec, out=args.out, regions=args.regions, corpus=args.corpus,
         modes=modes,
         max_dialogues=args.max_dialogues, max_steps=args.max_steps, free_runs=args.free_runs,
-        free_run_steps=args.free_run_steps, device=args.device, seed=args.seed, progress=not args.quiet))
+        free_run_steps=args.free_run_steps, device=args.device, seed=args.seed, progress=not args.quiet,
+        face_temperature=args.face_temperature))
     tf, fr = results.get("teacher_forced"), results.get("free_run")
+    print(f"face tokens sampled at temperature {results['face_sampling']['temperature']:g}, "
+          f"top-k {results['face_sampling']['top_k']}")
     if tf:
         print(f"teacher-forced ({tf['conversations']} conversations), scored against the {', '.join(tf['speech'])}")
     if fr:

@@ -4,7 +4,7 @@ the lip vertices; and the two decoders every protocol uses."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -14,6 +14,7 @@ from moshi.models.compression import MimiModel
 from ..errors import MoshifaceError
 from ..face_codec.model import FaceCodec
 from ..face_lm.model import FaceLMModel
+from ..speech.engine import Sampling
 from ..speech.session import SessionOptions, load_models, resolve_placement
 
 
@@ -33,6 +34,7 @@ class EvalConfig:
     device: str = "auto"
     seed: int = 0
     progress: bool = True
+    face_temperature: float | None = None  # None: what `moshiface run` samples with (``Sampling``)
 
 
 @dataclass
@@ -44,6 +46,7 @@ class Subject:
     codec: FaceCodec
     lips: np.ndarray
     device: torch.device
+    sampling: Sampling = field(default_factory=Sampling)
 
 
 def load_subject(config: EvalConfig) -> Subject:
@@ -65,7 +68,8 @@ def load_subject(config: EvalConfig) -> Subject:
     regions_path = config.regions or DEFAULT_REGIONS_FILE
     regions = load_regions(regions_path)
     regions.check_vertices(codec.config.vertices, regions_path)
-    return Subject(models.lm, models.mimi, codec, regions.get("lips", regions_path), device)
+    sampling = Sampling() if config.face_temperature is None else Sampling(face_temperature=config.face_temperature)
+    return Subject(models.lm, models.mimi, codec, regions.get("lips", regions_path), device, sampling)
 
 
 @torch.no_grad()

@@ -127,7 +127,8 @@ def mismatched_tokens(other: Dialogue | None, seat: int, truth: np.ndarray) -> n
 
 
 def user_face_effect(lm: FaceLMModel, codec: FaceCodec, probe: ExpressionProbe, codes: np.ndarray, face: np.ndarray,
-                     faces: dict[str, np.ndarray], seed: int, device: torch.device) -> dict[str, float] | None:
+                     faces: dict[str, np.ndarray], seed: int, device: torch.device,
+                     sampling: Sampling | None = None) -> dict[str, float] | None:
     """How strongly the robot's smile follows the user's (``expression_probe.reply_strength``):
     the generated face with the user's face seen (``faces["generated"]``), generated again
     with it blanked, and the ground truth; None when the user's face is missing."""
@@ -138,15 +139,15 @@ def user_face_effect(lm: FaceLMModel, codec: FaceCodec, probe: ExpressionProbe, 
     blanked = face.copy()
     blanked[n:] = ABSENT_FACE_TOKEN
     user_smile = probe.smile(decode_face(codec, user))
-    unseen = decode_face(codec, teacher_forced_faces(lm, codes, blanked, seed, device))
+    unseen = decode_face(codec, teacher_forced_faces(lm, codes, blanked, seed, device, sampling))
     robot = {"seen": faces["generated"], "blanked": unseen, "ground_truth": faces["reconstructed"]}
     return {key: reply_strength(user_smile, probe.smile(motion)) for key, motion in robot.items()}
 
 
 def evaluate_teacher_forced(lm: FaceLMModel, mimi: MimiModel, codec: FaceCodec, dialogue: Dialogue, robot: int,
                             lips: np.ndarray, device: torch.device, seed: int, max_steps: int | None = None,
-                            other: Dialogue | None = None,
-                            probe: ExpressionProbe | None = None) -> TeacherForcedResult | None:
+                            other: Dialogue | None = None, probe: ExpressionProbe | None = None,
+                            sampling: Sampling | None = None) -> TeacherForcedResult | None:
     """One conversation with speaker ``robot`` in the robot's seat; None when that
     speaker's face is missing (nothing to compare with). ``other`` gives the mismatched face;
     with ``probe``, the user-face effect is measured too."""
@@ -160,7 +161,7 @@ def evaluate_teacher_forced(lm: FaceLMModel, mimi: MimiModel, codec: FaceCodec, 
     valid = (truth >= 0).all(axis=0)
     if valid.sum() < 4:
         return None  # this speaker's face is missing: nothing to compare
-    generated = teacher_forced_faces(lm, codes, face, seed, device)
+    generated = teacher_forced_faces(lm, codes, face, seed, device, sampling)
     rng = np.random.default_rng(seed)
     filled = np.where(truth >= 0, truth, generated)
     tokens = {"generated": generated, "reconstructed": filled,
@@ -173,7 +174,9 @@ def evaluate_teacher_forced(lm: FaceLMModel, mimi: MimiModel, codec: FaceCodec, 
     sync, curves = {}, {}
     for key, motion in faces.items():
         sync[key], curves[key] = envelope_sync(envelope[frames], motion[frames], lips)
-    effect = user_face_effect(lm, codec, probe, codes, face, faces, seed, device) if probe is not None else None
+    effect = None
+    if probe is not None:
+        effect = user_face_effect(lm, codec, probe, codes, face, faces, seed, device, sampling)
     return TeacherForcedResult(dialogue.name, robot, float(mve(pred, target)) * 1e3,
                                float(lve(pred, target, lips)) * 1e3, float(lve_max_l2(pred, target, lips)) * 1e3,
                                source, sync, effect, curves)
@@ -191,7 +194,8 @@ def _teacher_forced(config: EvalConfig, subject: Subject, curves: dict[str, list
     for n, (i, robot) in enumerate(tqdm(jobs, disable=not config.progress, desc="teacher-forced")):
         other = others[i % len(others)] if others else None
         result = evaluate_teacher_forced(subject.lm, subject.mimi, subject.codec, dialogues[i], robot, subject.lips,
-                                         subject.device, config.seed + n, config.max_steps, other, probe)
+                                         subject.device, config.seed + n, config.max_steps, other, probe,
+                                         subject.sampling)
         if result is None:
             continue
         per.append(result)
@@ -228,6 +232,8 @@ def run_eval(config: EvalConfig) -> dict[str, Any]:
     subject = load_subject(config)
     config.out.mkdir(parents=True, exist_ok=True)
     results: dict[str, Any] = {"model": config.model, "codec": str(config.codec), "device": str(subject.device),
+                               "face_sampling": {"temperature": subject.sampling.face_temperature,
+                                                 "top_k": subject.sampling.face_top_k},
                                "sync_score": "correlation of lip aperture with speech energy at lag 0"}
     curves: dict[str, list[np.ndarray]] = {}
     example: dict[str, np.ndarray] = {}

@@ -127,7 +127,8 @@ def free_runs(config: EvalConfig, subject: Subject, curves: dict[str, list[np.nd
     rng = np.random.default_rng(config.seed)
     sides = []
     for i in tqdm(range(config.free_runs), disable=not config.progress, desc="free-run"):
-        audio, face = free_run(subject.lm, subject.mimi, config.free_run_steps, config.seed + 1000 + i, subject.device)
+        audio, face = free_run(subject.lm, subject.mimi, config.free_run_steps, config.seed + 1000 + i, subject.device,
+                               subject.sampling)
         sides += [(np.repeat(probe.predict(audio[s]), r), face[s]) for s in range(2)]
     scores: dict[str, list] = {}
     for j, (envelope, tokens) in enumerate(sides):
