@@ -11,14 +11,25 @@ slot's tokens and frames are those its own codec would give (``test/test_shared_
 from __future__ import annotations
 
 import contextlib
-from typing import Mapping
+from typing import Iterable, Mapping
 
 import numpy as np
 import torch
 
 from .model import FaceCodec
 
-__all__ = ["SharedFaceCodec"]
+__all__ = ["SharedFaceCodec", "slot_mask"]
+
+
+def slot_mask(slots: Iterable[int], size: int, device: torch.device) -> torch.Tensor:
+    """[size] booleans, true at each slot given (what moshi's exec and reset masks take);
+    a slot outside 0..size-1 is a ``ValueError`` naming it."""
+    mask = torch.zeros(size, dtype=torch.bool)
+    for slot in slots:
+        if not 0 <= slot < size:
+            raise ValueError(f"slot {slot} is outside 0..{size - 1}")
+        mask[slot] = True
+    return mask.to(device)
 
 
 class SharedFaceCodec:
@@ -46,13 +57,8 @@ class SharedFaceCodec:
     def __exit__(self, *exc: object) -> None:
         self.close()
 
-    def _mask(self, slots: object) -> torch.Tensor:
-        mask = torch.zeros(self.slots, dtype=torch.bool)
-        for slot in slots:  # type: ignore[attr-defined]
-            if not 0 <= slot < self.slots:
-                raise ValueError(f"slot {slot} is outside 0..{self.slots - 1}")
-            mask[slot] = True
-        return mask.to(self._device)
+    def _mask(self, slots: Iterable[int]) -> torch.Tensor:
+        return slot_mask(slots, self.slots, self._device)
 
     def reset(self, *slots: int) -> None:
         """Starts a new conversation in each slot given; the others are untouched."""

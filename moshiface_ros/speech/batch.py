@@ -19,12 +19,13 @@ the slot resets (``face_lm/slot_sampling.py``), never from torch's global one.
 from __future__ import annotations
 
 import contextlib
-from typing import Mapping, Sequence
+from typing import Iterable, Mapping, Sequence
 
 import numpy as np
 import torch
 
 from ..constants import DEFAULT_SEED, FRAME_SIZE
+from ..face_codec.shared import slot_mask
 from ..face_lm.model import ABSENT_FACE_TOKEN, FaceLMModel
 from ..face_lm.step import StepTokens
 from .engine import (LagAligner, Sampling, StepOutput, StreamingEngine, build_generator, check_user_face, face_lag,
@@ -78,13 +79,8 @@ class BatchedEngine(StreamingEngine):
         if seed is not None:
             torch.manual_seed(seed)
 
-    def _slot_mask(self, slots: object) -> torch.Tensor:
-        mask = torch.zeros(self.slots, dtype=torch.bool)
-        for slot in slots:  # type: ignore[attr-defined]
-            if not 0 <= slot < self.slots:
-                raise ValueError(f"slot {slot} is outside 0..{self.slots - 1}")
-            mask[slot] = True
-        return mask.to(self.device)
+    def _slot_mask(self, slots: Iterable[int]) -> torch.Tensor:
+        return slot_mask(slots, self.slots, self.device)
 
     def reset(self, *slots: int) -> None:
         """Starts a new conversation in each slot given; the other slots are untouched."""
