@@ -111,8 +111,8 @@ def test_sigkill_at_random_moments_then_recover(tmp_path, long_wav):
     print(f"steps lost per kill (robot.wav at the kill - recovered): {lost}")
 
 
-def _write_unclosed_bag(path: Path, steps: int, defer: bool = False) -> tuple[SessionBag, int]:
-    bag = SessionBag(path, defer=defer)
+def _write_unclosed_bag(path: Path, steps: int) -> tuple[SessionBag, int]:
+    bag = SessionBag(path)
     bag.add_topic(ROBOT_AUDIO, AudioChunk)
     for step in range(steps):
         stamp = step * STEP_NS
@@ -139,24 +139,6 @@ def test_reindex_keeps_every_checkpointed_message(tmp_path):
     with AnyReader([tmp_path / "bag"]) as reader:
         stamps = [stamp for _, stamp, _ in reader.messages()]
     assert stamps == [step * STEP_NS for step in range(26)]
-
-
-def test_a_deferred_bag_holds_the_same_bytes_at_every_checkpoint(tmp_path):
-    """The runner's bag (``defer=True``) serialises a second's messages at its checkpoint:
-    the file holds exactly what an immediate bag holds when killed between checkpoints and
-    when closed, and a discarded one leaves nothing behind."""
-    files = {}
-    for defer in (False, True):
-        bag, checkpoints = _write_unclosed_bag(tmp_path / str(defer) / "bag", 40, defer)
-        killed = (tmp_path / str(defer) / "bag" / "bag.mcap").read_bytes()
-        bag.close()
-        files[defer] = (checkpoints, killed, (tmp_path / str(defer) / "bag" / "bag.mcap").read_bytes())
-    assert files[True] == files[False] and files[True][0] == 3
-    bag, _ = _write_unclosed_bag(tmp_path / "gone" / "bag", 20, defer=True)
-    bag.discard()
-    assert not (tmp_path / "gone" / "bag").exists()
-    with SessionBag(tmp_path / "x", defer=True) as empty, pytest.raises(ValueError, match="/nowhere was not declared"):
-        empty.write("/nowhere", AudioChunk(0, 24000, np.zeros(1, np.float32)))
 
 
 def test_reindex_refuses_what_is_not_a_bag(tmp_path):

@@ -84,9 +84,7 @@ def test_disk_full_mid_run_keeps_the_steps_before_it(tmp_path, speech_wav, read_
     # robot.wav is written first: it may also hold the step the bag failed in
     assert data["robot"].shape in {(summary["steps"] * FRAME,), ((summary["steps"] + 1) * FRAME,)}
     assert {t: len(m) for t, m in data["bag"].items()} == summary["messages"]
-    # the bag serialises each second's messages at its checkpoint, so it ends within one
-    # checkpoint (13 steps) of the last step, and holds whole messages up to where the disk filled
-    assert 0 <= summary["steps"] - len(data["bag"]["/moshiface/robot/audio"]) <= 13
+    assert len(data["bag"]["/moshiface/robot/audio"]) - summary["steps"] in (0, 1)  # the same cut step
 
 
 def test_disk_full_at_the_summary_keeps_the_closed_session(tmp_path, speech_wav, read_session, monkeypatch):

@@ -9,12 +9,6 @@ holds more than about one second of session in memory: ``checkpoint`` ends the M
 chunk being built once it spans ``CHECKPOINT_NS`` and hands the file's buffer to the
 operating system. Everything up to the last checkpoint is then in the file, and
 ``recording.recover`` rebuilds a readable bag from it.
-
-Since nothing reaches the file before a checkpoint anyway, a bag opened with ``defer=True``
-(the runner's) keeps the messages it is given until then and serialises them all at the
-checkpoint: the same bytes in the same chunk, but written in one warm loop a second
-instead of one cold call per message between model steps (whose work evicts the caches),
-which costs several times less CPU per step.
 """
 
 from __future__ import annotations
@@ -58,9 +52,8 @@ class RosbagsFactory:
 class SessionBag:
     """A rosbag2 being written; use as a context manager or call ``close``/``discard``."""
 
-    def __init__(self, path: str | Path, defer: bool = False) -> None:
+    def __init__(self, path: str | Path) -> None:
         self.path = Path(path)
-        self._deferred: list[tuple[str, int, Any, bool]] | None = [] if defer else None  # (topic, stamp, message, ros)
         self.typestore = make_typestore()
         self.factory = RosbagsFactory(self.typestore)
         self._writer = Writer(self.path, version=BAG_VERSION, storage_plugin=StoragePlugin.MCAP)
@@ -84,40 +77,23 @@ class SessionBag:
 
     def write_ros(self, topic: str, stamp_ns: int, ros_message: Any) -> None:
         """Writes a message already built as a rosbags dataclass (e.g. with ``self.factory``)."""
-        self._take(topic, stamp_ns, ros_message, True)
+        self._write_cdr(topic, stamp_ns, self.typestore.serialize_cdr(ros_message, self._types[topic]))
+
+    def _write_cdr(self, topic: str, stamp_ns: int, data: bytes | memoryview) -> None:
+        self._writer.write(self._connections[topic], int(stamp_ns), data)
+        self.counts[topic] += 1
+        self._pending = True
+        if self._since_ns is None:
+            self._since_ns = int(stamp_ns)
 
     def write(self, topic: str, message: Any) -> None:
         """Writes a core message object at its own stamp (a face frame, ~60 KB, straight to
         its CDR bytes: the same bytes, without a message object in between)."""
-        self._take(topic, message.stamp_ns, message, False)
-
-    def _take(self, topic: str, stamp_ns: int, message: Any, ros: bool) -> None:
-        if topic not in self._connections:
-            raise ValueError(f"topic {topic} was not declared in this bag")
-        self._pending = True
-        if self._since_ns is None:
-            self._since_ns = int(stamp_ns)
-        if self._deferred is not None:
-            self._deferred.append((topic, int(stamp_ns), message, ros))
-        else:
-            self._serialise(topic, int(stamp_ns), message, ros)
-
-    def _serialise(self, topic: str, stamp_ns: int, message: Any, ros: bool) -> None:
-        if ros:
-            data = self.typestore.serialize_cdr(message, self._types[topic])
-        elif type(message) is FaceFrame and self._types[topic] == MSG_TYPES[FaceFrame]:
-            data = face_frame_cdr(message)
-        else:
-            data = self.typestore.serialize_cdr(to_msg(message, self.factory), self._types[topic])
-        self._writer.write(self._connections[topic], stamp_ns, data)
-        self.counts[topic] += 1
-
-    def _write_deferred(self) -> None:
-        """Serialises the messages kept since the last checkpoint, in the order given."""
-        if self._deferred:
-            deferred, self._deferred = self._deferred, []
-            for item in deferred:
-                self._serialise(*item)
+        if type(message) is FaceFrame and self._types[topic] == MSG_TYPES[FaceFrame]:
+            self._write_cdr(topic, message.stamp_ns, face_frame_cdr(message))
+            return
+        ros_message = to_msg(message, self.factory)
+        self.write_ros(topic, message.stamp_ns, ros_message)
 
     def checkpoint(self, stamp_ns: int, force: bool = False) -> bool:
         """Puts everything written so far into the file once ``CHECKPOINT_NS`` has passed
@@ -126,7 +102,6 @@ class SessionBag:
         wrote a chunk."""
         if self._writer is None or not checkpoint_due(self._since_ns, self._pending, stamp_ns, force):
             return False
-        self._write_deferred()
         storage = self._writer.storage  # rosbags' MCAP storage: the chunk and the file it goes to
         storage.close_chunk()
         storage.bio.flush()
@@ -137,16 +112,11 @@ class SessionBag:
     def close(self) -> None:
         """Finishes the bag: flushes the MCAP file and writes metadata.yaml."""
         if self._writer is not None:
-            try:
-                self._write_deferred()
-            finally:
-                self._writer.close()
-                self._writer = None
+            self._writer.close()
+            self._writer = None
 
     def discard(self) -> None:
         """Closes and deletes the bag: nothing half-written is left behind."""
-        if self._deferred:
-            self._deferred.clear()
         try:
             self.close()
         finally:

@@ -78,7 +78,7 @@ class BagSink(Sink):
     """The session's rosbag2: every stream the session produces, at its own stamp."""
 
     def __init__(self, path: Path, face: bool, ros_topics: dict[str, str] | None = None) -> None:
-        self._bag = SessionBag(path, defer=True)  # serialised at each checkpoint, in one warm loop
+        self._bag = SessionBag(path)
         for topic, kind in AUDIO_TOPICS + (FACE_TOPICS if face else ()):
             self._bag.add_topic(topic, kind)
         for topic, type_name in (ros_topics or {}).items():  # e.g. a head's blendshapes and actuators
