@@ -159,7 +159,6 @@ class SlotEngine:
         self.index = index
         batched = scheduler.engine
         self.models, self.device, self.has_face = batched.models, batched.device, batched.has_face
-        self.shares_codec = scheduler.codec is not None  # step() takes face frames, not tokens
 
     @property
     def steps(self) -> int:
