@@ -26,6 +26,7 @@ weights) so that losses and activations have unit size whatever the units.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import torch
@@ -37,7 +38,7 @@ from torch import nn
 
 from ..errors import MoshifaceError
 from .config import CodecConfig
-from .conv_steps import DownStep, UpStep
+from .conv_steps import Derived, DownStep, UpStep
 from .transformer_steps import TransformerSteps
 from .quantizer import VectorQuantizer
 
@@ -91,16 +92,28 @@ class FaceEncoder(StreamingContainer):
         self.down_step = DownStep(self.down.conv.conv) if config.causal else None
         self.to_latents = nn.Linear(config.width, config.n_tokens * config.latent_dim)
         self.latent_shape = (config.n_tokens, config.latent_dim)
+        self._scaled = Derived()
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """(B, T, V*3) normalised motion -> (B, T / r, N, C) latents."""
-        h = self.project(x)
+    def forward(self, x: torch.Tensor, scale: torch.Tensor | None = None) -> torch.Tensor:
+        """(B, T, V*3) motion -> (B, T / r, N, C) latents; the motion is normalised already,
+        or is divided by ``scale`` here (in inference, inside the projection's weight)."""
+        h = self._project(x, scale)
         if self.steps is not None and self.steps.is_streaming:  # one step: products, frames-major
             h = self.steps(self.down_step(h))
         else:
             h = self.transformer(self.down(h.transpose(1, 2)).transpose(1, 2))
         z = self.to_latents(h)
         return z.view(*z.shape[:2], *self.latent_shape)
+
+    def _project(self, x: torch.Tensor, scale: torch.Tensor | None) -> torch.Tensor:
+        if scale is None:
+            return self.project(x)
+        if torch.is_grad_enabled():
+            return self.project(x / scale)
+        # Inference: the division goes into a cached copy of the weight, so a step does not
+        # write and read a scaled copy of its frames (~120 KB) first.
+        weight = self._scaled.get((self.project.weight, scale), lambda w, s: w / s)
+        return F.linear(x, weight, self.project.bias)
 
 
 class FaceDecoder(StreamingContainer):
@@ -114,24 +127,25 @@ class FaceDecoder(StreamingContainer):
                    if config.causal else _CentredConvTranspose(config.width, config.vertex_dim, r))
         self.up_step = UpStep(self.up.convtr.convtr) if config.causal else None
         self.unproject = nn.Linear(config.vertex_dim, config.vertices * 3)
-        self._transposed: tuple[tuple[int, int], torch.Tensor] | None = None  # (weight's identity, its transpose)
+        self._transposed = Derived()  # the last product's weight, transposed and scaled, and its bias
 
-    def forward(self, q: torch.Tensor) -> torch.Tensor:
-        """(B, S, N, C) quantized latents -> (B, S * r, V*3) normalised motion."""
+    def forward(self, q: torch.Tensor, scale: torch.Tensor | None = None) -> torch.Tensor:
+        """(B, S, N, C) quantized latents -> (B, S * r, V*3) normalised motion, or motion
+        times ``scale`` when it is given (in inference, inside the last product's weight)."""
         h = self.from_latents(q.flatten(2))
         if self.steps is not None and self.steps.is_streaming:  # one step: products, frames-major
             h = self.up_step(self.steps(h))
         else:
             h = self.up(self.transformer(h).transpose(1, 2)).transpose(1, 2)
         if torch.is_grad_enabled() and self.unproject.weight.requires_grad:
-            return self.unproject(h)
+            y = self.unproject(h)
+            return y if scale is None else y * scale
         # Inference: the (3V x width) weight read column-wise from a transposed copy is ~40 %
-        # faster for the few frames of a step (the product is memory-bound); same numbers.
-        weight = self.unproject.weight
-        if self._transposed is None or self._transposed[0] != (weight.data_ptr(), weight._version):
-            with torch.inference_mode(False):  # a normal tensor, whatever mode the step runs in
-                self._transposed = ((weight.data_ptr(), weight._version), weight.detach().t().contiguous())
-        flat = torch.addmm(self.unproject.bias, h.reshape(-1, h.shape[-1]), self._transposed[1])
+        # faster for the few frames of a step (the product is memory-bound), and the scale
+        # goes into that copy and the bias: the output comes out in metres, in one product.
+        sources = (self.unproject.weight, self.unproject.bias) + ((scale,) if scale is not None else ())
+        weight, bias = self._transposed.get(sources, lambda w, b, s=1.0: (w.t() * s, b * s))
+        flat = torch.addmm(bias, h.reshape(-1, h.shape[-1]), weight)
         return flat.view(*h.shape[:-1], -1)
 
 
@@ -180,7 +194,7 @@ class FaceCodec(StreamingContainer):
             raise MoshifaceError(f"face motion must be floating point, got {x.dtype}")
         # a NaN or infinity anywhere makes the sum one too: one cheap reduction for the usual
         # case; only a non-finite sum (which huge finite values can also give) looks closer
-        if not bool(torch.isfinite(x.sum())) and not bool(torch.isfinite(x).all()):
+        if not math.isfinite(float(x.sum())) and not bool(torch.isfinite(x).all()):
             raise MoshifaceError("face motion contains NaN or infinite values")
         return x.to(self.scale.dtype)
 
@@ -193,7 +207,8 @@ class FaceCodec(StreamingContainer):
             raise MoshifaceError("face tokens hold no step")
         if tokens.is_floating_point() or tokens.dtype == torch.bool:
             raise MoshifaceError(f"face tokens must be integers, got {tokens.dtype}")
-        if tokens.numel() and (int(tokens.min()) < 0 or int(tokens.max()) >= config.codebook_size):
+        low, high = torch.aminmax(tokens) if tokens.numel() else (0, 0)
+        if int(low) < 0 or int(high) >= config.codebook_size:
             raise MoshifaceError(f"face tokens must lie in 0..{config.codebook_size - 1}")
         return tokens.long()
 
@@ -203,10 +218,7 @@ class FaceCodec(StreamingContainer):
         return (x / self.scale).flatten(2)
 
     def _unflat(self, y: torch.Tensor) -> torch.Tensor:
-        # in inference the decoder's output is a fresh tensor: scaled in place, the same
-        # products without a second ~120 KB buffer per step
-        y = y.mul_(self.scale) if not torch.is_grad_enabled() else y * self.scale
-        return y.view(*y.shape[:2], self.config.vertices, 3)
+        return (y * self.scale).view(*y.shape[:2], self.config.vertices, 3)
 
     def forward(self, x: torch.Tensor) -> CodecOutput:
         x = self.check_motion(x)
@@ -244,14 +256,15 @@ class FaceCodec(StreamingContainer):
     def encode(self, x: torch.Tensor) -> torch.Tensor:
         """(B, T, V, 3) displacements in metres -> (B, T / r, N) int64 tokens."""
         x = self.check_motion(x)
-        latents = self.encoder(self._flat(x))
+        latents = self.encoder(x.flatten(2), self.scale)
         return self.quantizer.nearest(latents.reshape(-1, self.config.latent_dim)).view(latents.shape[:3])
 
     @torch.no_grad()
     def decode(self, tokens: torch.Tensor) -> torch.Tensor:
         """(B, S, N) tokens -> (B, S * r, V, 3) displacements in metres."""
         tokens = self.check_tokens(tokens).to(self.scale.device)
-        return self._unflat(self.decoder(self.quantizer.lookup(tokens)))
+        motion = self.decoder(self.quantizer.lookup(tokens), self.scale)
+        return motion.view(*motion.shape[:2], self.config.vertices, 3)
 
     def _check_streaming(self, what: str) -> None:
         if not self.config.causal:
