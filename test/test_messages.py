@@ -149,6 +149,43 @@ def test_face_frame_straight_to_cdr_is_byte_identical(frame, typestore):
     assert face_frame_cdr(frame) == bytes(expected)
 
 
+def small_messages():
+    rng = np.random.default_rng(5)
+    return [
+        AudioChunk(STAMP, 24000, rng.uniform(-1, 1, 1920).astype(np.float32), sequence=7, frame_id="robot"),
+        AudioChunk(0, 48000, rng.uniform(-1, 1, (6, 2)), channels=2, sequence=2**40),  # float64 in, stereo
+        AudioChunk(3, 16000, np.zeros(0, np.float32), frame_id="mic_1"),  # empty, odd frame id
+        FaceTokens(STAMP, 12, np.arange(8), frame_id="user_camera"),
+        FaceTokens(5, 0, [255, 0, 1, 2, 3, 4, 5, 6]),
+        DialogueText(STAMP, 3, 1234, " hello"),
+        DialogueText(1, 2**33, -1, "é✓", frame_id="ab"),  # non-ASCII piece, negative id, a large step
+    ]
+
+
+@pytest.mark.parametrize("message", small_messages(), ids=range(len(small_messages())))
+def test_small_messages_straight_to_cdr_are_byte_identical(message, typestore):
+    from moshiface_ros.messages.cdr import message_cdr
+
+    expected = typestore.serialize_cdr(convert.to_msg(message, RosbagsFactory(typestore)),
+                                       convert.MSG_TYPES[type(message)])
+    assert message_cdr(message) == bytes(expected)
+
+
+def test_small_messages_straight_to_cdr_check_as_the_messages_do():
+    from moshiface_ros.messages.cdr import message_cdr
+
+    with pytest.raises(ValueError, match="NaN or infinite"):
+        message_cdr(AudioChunk(0, 24000, np.full(4, np.nan, np.float32)))
+    with pytest.raises(ValueError, match="channels"):
+        message_cdr(AudioChunk(0, 24000, np.zeros(3, np.float32), channels=2))
+    with pytest.raises(ValueError, match="negative"):
+        message_cdr(AudioChunk(-5, 24000, np.zeros(4, np.float32)))
+    with pytest.raises(ValueError, match=r"must be in \[0, 256\)"):
+        message_cdr(FaceTokens(0, 0, [256] * 8))
+    with pytest.raises(ValueError, match="8 tokens"):
+        message_cdr(FaceTokens(0, 0, [1, 2]))
+
+
 def test_face_frame_straight_to_cdr_checks_as_the_message_does():
     from moshiface_ros.messages.cdr import face_frame_cdr
 

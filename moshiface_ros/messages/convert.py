@@ -105,15 +105,21 @@ def _vertices(values: Any, type_name: str = "FaceFrame", copy: bool = True) -> n
 # -- AudioChunk -------------------------------------------------------------------------
 
 
+def checked_audio_samples(chunk: AudioChunk) -> np.ndarray:
+    """A chunk's samples as a checked 1-D float32 array (what every writer of an AudioChunk
+    message sends: ``audio_chunk_to_msg`` and ``cdr.audio_chunk_cdr``; a view when it can)."""
+    return np.ascontiguousarray(_audio_samples(chunk.samples, chunk.sample_rate, chunk.channels, copy=False))
+
+
 def audio_chunk_to_msg(chunk: AudioChunk, factory: MessageFactory) -> Any:
-    samples = _audio_samples(chunk.samples, chunk.sample_rate, chunk.channels, copy=False)
+    samples = checked_audio_samples(chunk)
     return factory.new(
         MSG_TYPES[AudioChunk],
         header=header(factory, chunk.stamp_ns, chunk.frame_id),
         sample_rate=int(chunk.sample_rate),
         channels=int(chunk.channels),
         sequence=int(chunk.sequence),
-        samples=factory.array(np.ascontiguousarray(samples)),
+        samples=factory.array(samples),
     )
 
 
