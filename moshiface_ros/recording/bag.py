@@ -18,13 +18,13 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from rosbags.rosbag2 import StoragePlugin, Writer
+from rosbags.rosbag2 import StoragePlugin
 
 from ..constants import NS_PER_S
-from ..messages.cdr import face_frame_cdr
+from ..messages.cdr import WRITERS as CDR_WRITERS, message_cdr
 from ..messages.convert import MSG_TYPES, to_msg
-from ..messages.types import FaceFrame
 from .definitions import make_typestore
+from .mcap_storage import SessionWriter
 
 BAG_VERSION = 8
 CHECKPOINT_NS = NS_PER_S  # at most this much session is held in memory
@@ -56,7 +56,7 @@ class SessionBag:
         self.path = Path(path)
         self.typestore = make_typestore()
         self.factory = RosbagsFactory(self.typestore)
-        self._writer = Writer(self.path, version=BAG_VERSION, storage_plugin=StoragePlugin.MCAP)
+        self._writer = SessionWriter(self.path, version=BAG_VERSION, storage_plugin=StoragePlugin.MCAP)
         self._writer.open()
         self._connections: dict[str, Any] = {}
         self._types: dict[str, str] = {}
@@ -87,10 +87,11 @@ class SessionBag:
             self._since_ns = int(stamp_ns)
 
     def write(self, topic: str, message: Any) -> None:
-        """Writes a core message object at its own stamp (a face frame, ~60 KB, straight to
-        its CDR bytes: the same bytes, without a message object in between)."""
-        if type(message) is FaceFrame and self._types[topic] == MSG_TYPES[FaceFrame]:
-            self._write_cdr(topic, message.stamp_ns, face_frame_cdr(message))
+        """Writes a core message object at its own stamp (the session's own types straight
+        to their CDR bytes: the same bytes, without a message object in between)."""
+        kind = type(message)
+        if kind in CDR_WRITERS and self._types[topic] == MSG_TYPES[kind]:
+            self._write_cdr(topic, message.stamp_ns, message_cdr(message))
             return
         ros_message = to_msg(message, self.factory)
         self.write_ros(topic, message.stamp_ns, ros_message)
