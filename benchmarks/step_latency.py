@@ -149,25 +149,40 @@ def bench_overhead(steps: int) -> None:
     stats("overhead: write robot.wav", wav_write)
 
 
-def bench_session_overhead(steps: int) -> None:
+def bench_session_overhead(steps: int, runs: int) -> None:
     """The overhead outside the model, total: what ``moshiface demo`` reports in its summary
     (``speech.step_monitor.overhead_per_step``, the one definition: each chunk's time in the
     session minus the engine's step, spread over the steps it made; framing, the face codec
     both ways, the files, the bag), measured by running that demo on the tiny Moshi-Face
     model. The target is on the thread's CPU time (the cost on one core, as the codec's
-    figure); the wall time is printed beside it (a busy machine inflates it)."""
+    figure); the wall time is printed beside it (a busy machine inflates it). Each run is
+    printed; the figure is the run with the median p50, because a shared host's neighbours
+    move one run by a few tenths of a millisecond (the work after each model step starts
+    from caches the model's weights have just swept out)."""
+    summaries = []
+    for run in range(runs):
+        summary = _demo_summary(steps)
+        cpu = summary["overhead_cpu_ms"]
+        print(f"  run {run + 1} of {runs}: overhead CPU time p50 {cpu['p50']:.3f} p95 {cpu['p95']:.3f} "
+              f"mean {cpu['mean']:.3f} ms/step")
+        summaries.append(summary)
+    summary = sorted(summaries, key=lambda s: s["overhead_cpu_ms"]["p50"])[len(summaries) // 2]
+    cpu, wall = summary["overhead_cpu_ms"], summary["overhead_ms"]
+    print(f"overhead outside the model, total, CPU time (target <= 2 ms; the demo's summary overhead_cpu_ms, "
+          f"median of {runs} runs, mean {cpu['mean']:.3f}): p50 {cpu['p50']:.3f} p95 {cpu['p95']:.3f} "
+          f"max {cpu['max']:.3f} ms/step (n={summary['steps']})")
+    print(f"wall-time overhead outside the model, total (the demo's summary overhead_ms, mean {wall['mean']:.3f}): "
+          f"p50 {wall['p50']:.3f} p95 {wall['p95']:.3f} max {wall['max']:.3f} ms/step (n={summary['steps']})")
+
+
+def _demo_summary(steps: int) -> dict:
+    """``summary.json`` of one ``moshiface demo`` of ``steps`` steps on the tiny model."""
     with tempfile.TemporaryDirectory() as tmp:
         out = Path(tmp) / "demo"
         subprocess.run([sys.executable, "-m", "moshiface_ros.cli", "demo", "--out", str(out), "--quiet",
                         "--model", "tiny", "--seconds", f"{steps * STEP_NS / NS_PER_S:g}"],
                        check=True, capture_output=True, text=True)
-        summary = json.loads((out / "summary.json").read_text())
-    cpu, wall = summary["overhead_cpu_ms"], summary["overhead_ms"]
-    print(f"overhead outside the model, total, CPU time (target <= 2 ms; the demo's summary overhead_cpu_ms, "
-          f"mean {cpu['mean']:.3f}): p50 {cpu['p50']:.3f} p95 {cpu['p95']:.3f} max {cpu['max']:.3f} ms/step "
-          f"(n={summary['steps']})")
-    print(f"wall-time overhead outside the model, total (the demo's summary overhead_ms, mean {wall['mean']:.3f}): "
-          f"p50 {wall['p50']:.3f} p95 {wall['p95']:.3f} max {wall['max']:.3f} ms/step (n={summary['steps']})")
+        return json.loads((out / "summary.json").read_text())
 
 
 def moshiko_random(device: str) -> SpeechModels:
@@ -226,11 +241,12 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=200, help="CPU steps to time")
     parser.add_argument("--gpu-steps", type=int, default=200, help="GPU steps to time")
     parser.add_argument("--no-gpu", action="store_true", help="skip the GPU figures")
+    parser.add_argument("--overhead-runs", type=int, default=3, help="demo runs for the total overhead (median)")
     args = parser.parse_args()
     bench_tiny_model(args.steps)
     bench_tiny_face(args.steps)
     bench_overhead(args.steps)
-    bench_session_overhead(args.steps)
+    bench_session_overhead(args.steps, args.overhead_runs)
     if torch.cuda.is_available() and not args.no_gpu:
         bench_gpu(args.gpu_steps)
     else:
