@@ -334,20 +334,27 @@ def test_g711_with_16_bits_is_refused_by_name(tmp_path):
 
 
 def test_synced_writer_leaves_a_readable_file_when_killed(tmp_path):
-    """With sync_frames, the file reads back up to the last size patch even if close never
-    runs (the process was killed); repair_wav recovers every whole frame after it."""
+    """With sync_frames, the file reads back up to the last sync even if close never runs
+    (the process was killed): the blocks after it are still in the writer's buffer, not in
+    the file; repair_wav recovers every whole frame that did reach the file after a sync."""
     path = tmp_path / "robot.wav"
     writer = WavWriter(path, 24000, sync_frames=24000)
-    for _ in range(20):  # 1.6 s in 80 ms blocks: one patch at 1.04 s
+    for _ in range(20):  # 1.6 s in 80 ms blocks: one sync at 1.04 s
         writer.write(np.full(1920, 0.25, np.float32))
-    # no close: as a SIGKILL leaves it (every block reached the OS)
+    # no close: as a SIGKILL leaves it
     rate, data = scipy.io.wavfile.read(path)
-    assert rate == 24000 and len(data) == 13 * 1920
-    with open(path, "ab") as file:
-        file.write(b"\x00\x00")  # half a frame, as a kill mid-write leaves
-    assert repair_wav(path) == 20 * 1920
+    assert rate == 24000 and len(data) == 13 * 1920 and path.stat().st_size == 58 + 13 * 1920 * 4
+    writer.sync()  # by hand: the sizes true again, every block in the file
+    rate, data = scipy.io.wavfile.read(path)
+    assert len(data) == 20 * 1920 and np.all(data == 0.25)
+    with open(path, "ab") as file:  # frames that reached the file after the sync, then half a frame
+        file.write(np.full(2 * 1920, 0.5, "<f4").tobytes() + b"\x00\x00")
+    assert repair_wav(path) == 22 * 1920
     samples, _ = read_wav(path)
-    assert samples.shape == (20 * 1920, 1) and np.all(samples == 0.25)
+    assert samples.shape == (22 * 1920, 1) and np.all(samples[:20 * 1920] == 0.25)
+    writer.close()
+    with pytest.raises(ValueError, match="closed"):
+        writer.sync()
 
 
 def test_size_limit_is_its_own_error(tmp_path, monkeypatch):

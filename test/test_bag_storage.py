@@ -68,3 +68,29 @@ def test_session_writer_writes_the_bytes_rosbags_writes(tmp_path):
     with open(tmp_path / "lean" / "bag" / "bag.mcap", "rb") as file:
         summary = make_reader(file).get_summary()
     assert len(summary.chunk_indexes) > 4 and sum(summary.statistics.channel_message_counts.values()) == len(messages)
+
+
+def test_a_checkpointed_session_bag_reaches_its_file_only_at_checkpoints(tmp_path):
+    """With the session's chunk size, nothing of a chunk is in the file before the
+    checkpoint that closes it (so the session's other files, synced just before, always
+    hold every step the bag does), and each checkpoint is one whole chunk."""
+    messages = _session(30)
+    typestore = make_typestore()
+    writer = SessionWriter(tmp_path / "bag", version=8, storage_plugin=StoragePlugin.MCAP, chunk_bytes=64 << 20)
+    writer.open()
+    connections = {topic: writer.add_connection(topic, MSG_TYPES[kind], typestore=typestore)
+                   for topic, kind in TOPICS.items()}
+    path, sizes = tmp_path / "bag" / "bag.mcap", []
+    for index, (topic, stamp, data) in enumerate(messages):
+        writer.write(connections[topic], stamp, data)
+        sizes.append(path.stat().st_size)
+        if index % 60 == 59:  # a checkpoint
+            writer.storage.close_chunk()
+            writer.storage.bio.flush()
+            assert path.stat().st_size > sizes[-1] + 3_000_000 // 2
+    writer.close()
+    grown = [i for i in range(1, len(sizes)) if sizes[i] != sizes[i - 1]]
+    assert grown == [i for i in range(60, len(messages), 60)], grown  # only right after a checkpoint
+    with open(path, "rb") as file:
+        summary = make_reader(file).get_summary()
+    assert len(summary.chunk_indexes) == -(-len(messages) // 60)

@@ -62,7 +62,7 @@ def long_wav(tmp_path_factory) -> Path:
 
 def _kill_at_random(out: Path, user: Path, rng: random.Random) -> int:
     """Starts a run, SIGKILLs it at a random moment once it steps; returns the steps
-    robot.wav held at the kill (it reaches the OS every step)."""
+    robot.wav held at the kill (it reaches the OS at each checkpoint, just before the bag)."""
     env = dict(os.environ, NO_TORCH_COMPILE="1", HF_HUB_OFFLINE="1")
     proc = subprocess.Popen([str(MOSHIFACE), "run", "--user-audio", str(user), "--out", str(out), "--quiet"],
                             env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)

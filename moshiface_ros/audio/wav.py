@@ -8,9 +8,10 @@ no clipping decisions) while every common tool can still open it.
 
 ``WavWriter`` streams: a session recorder appends one 80 ms chunk at a time for hours, so
 the file must never be held in memory, and it must be a valid WAV whenever it is closed.
-With ``sync_frames`` it also patches the header's sizes every that many frames, so a
-process killed outright leaves a file that reads back up to the last patch, and
-``repair_wav`` makes the sizes match whatever whole frames reached the file.
+Writes go through a buffer of about a second of a session's audio: ``sync`` (or, with
+``sync_frames``, every that many frames) patches the header's sizes and hands everything
+to the operating system, so a process killed outright leaves a file that reads back up to
+the last sync, and ``repair_wav`` makes the sizes match whatever whole frames reached it.
 
 Besides PCM and float, reading decodes G.711 μ-law and A-law (8-bit, format tags 7 and 6),
 the encodings telephony and some recorders write; anything else is refused by name.
@@ -30,12 +31,16 @@ import scipy.io.wavfile
 
 from moshiface_ros.errors import MoshifaceError
 
+from .g711 import MULAW, TABLES as G711_TABLES
+
 __all__ = ["read_wav", "repair_wav", "WavWriter", "WavSizeLimit", "write_wav"]
 
 _WAVE_FORMAT_IEEE_FLOAT = 3
 _BYTES_PER_SAMPLE = 4
 # RIFF sizes are 32-bit: the data chunk cannot grow past this without RF64.
 _MAX_RIFF_SIZE = 0xFFFFFFFF
+# More than a second of 24 kHz mono float: a session's writes reach the OS when it syncs.
+_BUFFER_BYTES = 1 << 18
 
 # Errors scipy (and struct/numpy under it) raise on malformed or non-WAV input
 # (UnboundLocalError: scipy's reader on a header whose sizes are 0).
@@ -48,7 +53,7 @@ class WavSizeLimit(ValueError):
 
 
 _HEAD_BYTES = 4096  # the chunks before the samples fit in this in every file we write or read
-_WAVE_FORMAT_ALAW, _WAVE_FORMAT_MULAW, _WAVE_FORMAT_EXTENSIBLE = 6, 7, 0xFFFE
+_WAVE_FORMAT_EXTENSIBLE = 0xFFFE
 
 
 @dataclass(frozen=True)
@@ -96,30 +101,12 @@ def _read_layout(path: Path) -> _Layout | None:
         return _data_layout(file.read(_HEAD_BYTES))
 
 
-def _g711_tables() -> dict[int, np.ndarray]:
-    """Each G.711 code byte -> its linear value in [-1, 1] (ITU-T G.711's expansion)."""
-    codes = np.arange(256, dtype=np.int32)
-    mu = ~codes & 0xFF
-    magnitude = (((mu & 0x0F) << 3) + 0x84) << ((mu >> 4) & 7)
-    mulaw = np.where(mu & 0x80, 0x84 - magnitude, magnitude - 0x84)
-    a = codes ^ 0x55
-    exponent, mantissa = (a >> 4) & 7, a & 0x0F
-    magnitude = np.where(exponent == 0, (mantissa << 4) + 8,
-                         ((mantissa << 4) + 0x108) << np.maximum(exponent - 1, 0))
-    alaw = np.where(a & 0x80, magnitude, -magnitude)
-    return {_WAVE_FORMAT_MULAW: (mulaw / 32768.0).astype(np.float32),
-            _WAVE_FORMAT_ALAW: (alaw / 32768.0).astype(np.float32)}
-
-
-_G711 = _g711_tables()
-
-
 def read_g711(path: Path) -> tuple[int, np.ndarray] | None:
     """A μ-law or A-law WAV decoded to float32 (frames, channels); None for other encodings."""
     layout = _read_layout(path)
-    if layout is None or layout.format_tag not in _G711:
+    if layout is None or layout.format_tag not in G711_TABLES:
         return None
-    name = "mu-law" if layout.format_tag == _WAVE_FORMAT_MULAW else "A-law"
+    name = "mu-law" if layout.format_tag == MULAW else "A-law"
     if layout.bits != 8 or layout.channels <= 0:
         raise MoshifaceError(f"{path} is a {name} WAV with {layout.bits} bits and {layout.channels} "
                              "channels; G.711 is 8 bits and at least one channel")
@@ -127,7 +114,7 @@ def read_g711(path: Path) -> tuple[int, np.ndarray] | None:
         file.seek(layout.data_offset)
         codes = np.frombuffer(file.read(layout.data_size), dtype=np.uint8)
     codes = codes[:len(codes) // layout.channels * layout.channels]
-    return layout.rate, _G711[layout.format_tag][codes].reshape(-1, layout.channels)
+    return layout.rate, G711_TABLES[layout.format_tag][codes].reshape(-1, layout.channels)
 
 
 def repair_wav(path: str | Path) -> int:
@@ -258,8 +245,9 @@ class WavWriter:
 
     The header is written up front with zero sizes and patched on :meth:`close`, so the
     writer needs no look-ahead and keeps nothing in memory. Any number of writes,
-    including none, leaves a valid file once closed. With ``sync_frames`` every write
-    reaches the operating system and the sizes are patched every that many frames.
+    including none, leaves a valid file once closed. ``sync`` patches the sizes and hands
+    what was written to the operating system; with ``sync_frames`` a write does that every
+    that many frames.
     """
 
     def __init__(self, path: str | Path, sample_rate: int, channels: int = 1, sync_frames: int = 0) -> None:
@@ -273,7 +261,7 @@ class WavWriter:
         self._frames = 0
         self._sync_frames = int(sync_frames)
         self._synced_frames = 0
-        self._file: BinaryIO | None = open(self._path, "wb")
+        self._file: BinaryIO | None = open(self._path, "wb", buffering=_BUFFER_BYTES)
         header, self._fact_offset, self._data_size_offset = _float_wav_header(
             self._sample_rate, self._channels)
         self._header_size = len(header)
@@ -318,11 +306,17 @@ class WavWriter:
             raise WavSizeLimit(f"{self._path} reached the 4 GiB WAV size limit")
         self._file.write(frames.astype("<f4", copy=False).tobytes())
         self._frames += frames.shape[0]
-        if self._sync_frames:
-            if self._frames - self._synced_frames >= self._sync_frames:
-                self._write_sizes(self._file)
-                self._synced_frames = self._frames
-            self._file.flush()
+        if self._sync_frames and self._frames - self._synced_frames >= self._sync_frames:
+            self.sync()
+
+    def sync(self) -> None:
+        """Makes the header's sizes true and hands everything written to the operating
+        system: a process killed after this leaves a file that reads back whole."""
+        if self._file is None:
+            raise ValueError(f"cannot sync {self._path}: the WavWriter is closed")
+        self._write_sizes(self._file)
+        self._file.flush()
+        self._synced_frames = self._frames
 
     def _write_sizes(self, file: BinaryIO) -> None:
         data_bytes = self._frames * self._channels * _BYTES_PER_SAMPLE

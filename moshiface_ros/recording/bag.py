@@ -24,10 +24,13 @@ from ..constants import NS_PER_S
 from ..messages.cdr import WRITERS as CDR_WRITERS, message_cdr
 from ..messages.convert import MSG_TYPES, to_msg
 from .definitions import make_typestore
-from .mcap_storage import SessionWriter
+from .mcap_storage import CHUNK_BYTES, SessionWriter
 
 BAG_VERSION = 8
 CHECKPOINT_NS = NS_PER_S  # at most this much session is held in memory
+# A checkpointed bag's chunks close at its checkpoints (a second of a face session is ~3.5 MB);
+# this only bounds one that is never checkpointed.
+CHECKPOINTED_CHUNK_BYTES = 64 << 20
 
 
 def checkpoint_due(since_ns: int | None, pending: bool, stamp_ns: int, force: bool = False) -> bool:
@@ -52,11 +55,15 @@ class RosbagsFactory:
 class SessionBag:
     """A rosbag2 being written; use as a context manager or call ``close``/``discard``."""
 
-    def __init__(self, path: str | Path) -> None:
+    def __init__(self, path: str | Path, chunk_bytes: int = CHUNK_BYTES) -> None:
+        """``chunk_bytes``: a chunk goes to the file once it holds that much (rosbags' size);
+        a bag that ``checkpoint`` puts on disk every second takes ``CHECKPOINTED_CHUNK_BYTES``,
+        so that its bytes reach the file only at its checkpoints."""
         self.path = Path(path)
         self.typestore = make_typestore()
         self.factory = RosbagsFactory(self.typestore)
-        self._writer = SessionWriter(self.path, version=BAG_VERSION, storage_plugin=StoragePlugin.MCAP)
+        self._writer = SessionWriter(self.path, version=BAG_VERSION, storage_plugin=StoragePlugin.MCAP,
+                                     chunk_bytes=chunk_bytes)
         self._writer.open()
         self._connections: dict[str, Any] = {}
         self._types: dict[str, str] = {}
@@ -95,6 +102,10 @@ class SessionBag:
             return
         ros_message = to_msg(message, self.factory)
         self.write_ros(topic, message.stamp_ns, ros_message)
+
+    def checkpoint_due(self, stamp_ns: int) -> bool:
+        """Whether ``checkpoint(stamp_ns)`` would write a chunk now."""
+        return self._writer is not None and checkpoint_due(self._since_ns, self._pending, stamp_ns)
 
     def checkpoint(self, stamp_ns: int, force: bool = False) -> bool:
         """Puts everything written so far into the file once ``CHECKPOINT_NS`` has passed

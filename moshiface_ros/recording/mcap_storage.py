@@ -7,6 +7,11 @@ This storage writes the same records (MCAP's Message, Chunk, MessageIndex and th
 ChunkIndex that rosbags' ``close`` puts in the summary) straight where they go, so the
 file is byte for byte the one rosbags writes (``test/test_bag_storage.py`` compares them).
 Chunk compression, which sessions do not use, stays rosbags' own code.
+
+A chunk is closed once it holds ``chunk_bytes`` (rosbags' megabyte by default). A session
+bag closes its chunks at its checkpoints instead (``SessionBag.checkpoint``, once a
+second): its bytes then reach the file only there, just after the session's other files,
+so a killed session's files always hold every step its bag does.
 """
 
 from __future__ import annotations
@@ -14,12 +19,13 @@ from __future__ import annotations
 import struct
 from collections import defaultdict
 from io import BytesIO
+from pathlib import Path
 from typing import Any
 
 from rosbags.rosbag2 import StoragePlugin, Writer
 from rosbags.rosbag2.storage_mcap import McapWriter, PendingChunk
 
-__all__ = ["SessionWriter"]
+__all__ = ["CHUNK_BYTES", "SessionWriter"]
 
 CHUNK_BYTES = 1 << 20  # rosbags' chunk size: a chunk is closed once it holds more
 MESSAGE_OP, CHUNK_OP, MESSAGE_INDEX_OP = 0x05, 0x06, 0x07
@@ -34,6 +40,8 @@ _CHUNK_FIELDS = _CHUNK.size - 9
 class _LeanMcapWriter(McapWriter):
     """``McapWriter`` whose uncompressed messages and chunks go straight to their buffer."""
 
+    chunk_bytes = CHUNK_BYTES
+
     def write(self, connection: Any, timestamp: int, data: bytes | memoryview) -> None:
         if self.compression:
             super().write(connection, timestamp, data)
@@ -47,7 +55,7 @@ class _LeanMcapWriter(McapWriter):
         chunk.msgs[cid].append((timestamp, chunk.bio.tell()))
         chunk.bio.write(_MESSAGE.pack(MESSAGE_OP, _MESSAGE_FIELDS + len(data), cid, 0, timestamp, timestamp))
         chunk.bio.write(data)
-        if chunk.bio.tell() > CHUNK_BYTES:
+        if chunk.bio.tell() > self.chunk_bytes:
             self.close_chunk()
 
     def close_chunk(self) -> None:
@@ -89,6 +97,15 @@ def _chunk_index(chunk: PendingChunk, start: int, end: int, offsets: list[tuple[
 
 
 class SessionWriter(Writer):
-    """rosbags' ``Writer`` with the lean MCAP storage (the session bag's writer)."""
+    """rosbags' ``Writer`` with the lean MCAP storage (the session bag's writer), closing a
+    chunk once it holds ``chunk_bytes``."""
 
     STORAGE_PLUGINS = {**Writer.STORAGE_PLUGINS, StoragePlugin.MCAP: _LeanMcapWriter}
+
+    def __init__(self, path: Path | str, *, chunk_bytes: int = CHUNK_BYTES, **options: Any) -> None:
+        super().__init__(path, **options)
+        self.chunk_bytes = chunk_bytes
+
+    def open(self) -> None:
+        super().open()
+        self.storage.chunk_bytes = self.chunk_bytes

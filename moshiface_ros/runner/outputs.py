@@ -175,9 +175,9 @@ class SessionOutputs:
         return [self.files, self.bag]
 
     def checkpoint(self) -> Sink:
-        """The sink that puts each second of the session on disk; it goes after every sink
-        that writes to the bag, so a checkpoint holds whole steps."""
-        return CheckpointSink(self.bag)
+        """The sink that puts each second of the session on disk (the files, then the bag);
+        it goes after every sink that writes to the bag, so a checkpoint holds whole steps."""
+        return CheckpointSink(self.bag, self.files)
 
     def finish(self, summary: dict[str, Any]) -> dict[str, Any]:
         """Closes everything and writes the summary, with the bag's message counts added

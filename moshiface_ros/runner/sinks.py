@@ -19,7 +19,7 @@ from tqdm import tqdm
 from ..audio.wav import WavWriter
 from ..constants import NS_PER_S, SAMPLE_RATE, STEP_NS
 from ..messages.types import AudioChunk, DialogueText, FaceFrame, FaceTokens
-from ..recording.bag import SessionBag
+from ..recording.bag import CHECKPOINTED_CHUNK_BYTES, SessionBag
 from ..speech.stepper import StepRecord
 from ..topics import (ROBOT_AUDIO, ROBOT_FACE, ROBOT_FACE_TOKENS, ROBOT_TEXT, USER_AUDIO, USER_FACE,
                       USER_FACE_TOKENS)
@@ -28,6 +28,7 @@ from ..topics import (ROBOT_AUDIO, ROBOT_FACE, ROBOT_FACE_TOKENS, ROBOT_TEXT, US
 FACE_TOPICS = ((USER_FACE, FaceFrame), (USER_FACE_TOKENS, FaceTokens), (ROBOT_FACE_TOKENS, FaceTokens),
                (ROBOT_FACE, FaceFrame))
 AUDIO_TOPICS = ((USER_AUDIO, AudioChunk), (ROBOT_AUDIO, AudioChunk), (ROBOT_TEXT, DialogueText))
+TEXT_BUFFER_BYTES = 1 << 16  # text.jsonl reaches the OS at the checkpoints, not line by line
 
 
 class Sink:
@@ -46,14 +47,16 @@ class Sink:
 class FileSink(Sink):
     """robot.wav (24 kHz mono float) and text.jsonl (one line per text token).
 
-    Both reach the operating system every step, and the WAV's sizes are made valid every
-    second, so a killed process loses at most the step it was in."""
+    Both are buffered and reach the operating system (the WAV's sizes made valid) at each
+    of the bag's checkpoints, just before the bag (``sync``, called by ``CheckpointSink``):
+    a killed process loses at most the last second, and its files hold every step its bag
+    does (``moshiface recover`` cuts them to the bag's)."""
 
     def __init__(self, wav: Path, text: Path, start_ns: int) -> None:
         self.start_ns = self._start_ns = start_ns
-        self._wav = WavWriter(wav, SAMPLE_RATE, channels=1, sync_frames=SAMPLE_RATE)
+        self._wav = WavWriter(wav, SAMPLE_RATE, channels=1)
         try:
-            self._text = text.open("w", encoding="utf-8")
+            self._text = text.open("w", encoding="utf-8", buffering=TEXT_BUFFER_BYTES)
         except BaseException:
             self._wav.close()
             raise
@@ -65,7 +68,11 @@ class FileSink(Sink):
             line = {"step": text.step, "time": round((text.stamp_ns - self._start_ns) / NS_PER_S, 6),
                     "token": text.token_id, "piece": text.piece}
             self._text.write(json.dumps(line, ensure_ascii=False) + "\n")
-            self._text.flush()
+
+    def sync(self) -> None:
+        """Hands both files to the operating system, the WAV's sizes made valid."""
+        self._wav.sync()
+        self._text.flush()
 
     def close(self) -> None:
         try:
@@ -78,7 +85,7 @@ class BagSink(Sink):
     """The session's rosbag2: every stream the session produces, at its own stamp."""
 
     def __init__(self, path: Path, face: bool, ros_topics: dict[str, str] | None = None) -> None:
-        self._bag = SessionBag(path)
+        self._bag = SessionBag(path, chunk_bytes=CHECKPOINTED_CHUNK_BYTES)  # on disk at the checkpoints only
         for topic, kind in AUDIO_TOPICS + (FACE_TOPICS if face else ()):
             self._bag.add_topic(topic, kind)
         for topic, type_name in (ros_topics or {}).items():  # e.g. a head's blendshapes and actuators
@@ -112,6 +119,10 @@ class BagSink(Sink):
     def checkpoint(self, stamp_ns: int) -> None:
         self._bag.checkpoint(stamp_ns)
 
+    def checkpoint_due(self, stamp_ns: int) -> bool:
+        """Whether ``checkpoint(stamp_ns)`` would put a chunk on disk."""
+        return self._bag.checkpoint_due(stamp_ns)
+
     @property
     def checkpoints(self) -> int:
         """Chunks put on disk so far."""
@@ -125,13 +136,20 @@ class BagSink(Sink):
 
 
 class CheckpointSink(Sink):
-    """Puts the bag's last second on disk between steps (see ``SessionBag.checkpoint``)."""
+    """Puts the session's last second on disk between steps, once a second: the files
+    first, then the bag (see ``SessionBag.checkpoint``), so the files always hold every
+    step the bag does."""
 
-    def __init__(self, bag: BagSink) -> None:
+    def __init__(self, bag: BagSink, files: FileSink | None = None) -> None:
         self._bag = bag
+        self._files = files
 
     def step(self, record: StepRecord) -> None:
-        self._bag.checkpoint(record.user.stamp_ns + STEP_NS)
+        stamp_ns = record.user.stamp_ns + STEP_NS
+        if self._bag.checkpoint_due(stamp_ns):
+            if self._files is not None:
+                self._files.sync()
+            self._bag.checkpoint(stamp_ns)
 
 
 def head_records(output: Any, factory: Any, delay_ms: float) -> list[tuple[str, str, Any]]:
